@@ -1,0 +1,44 @@
+"""celltl: fast Keras 3 augmentation, data tools and transfer learning for cells.
+
+Importing :mod:`celltl` is cheap: the public names below are loaded lazily, on
+first access, so ``import celltl`` neither imports TensorFlow nor touches the
+network. ``from celltl import GridMask`` imports what ``GridMask`` needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("celltl")
+except _metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
+    __version__ = "0.0.0+unknown"
+
+# Public name -> submodule that defines it.
+_EXPORTS = {
+    # layers
+    "BaseAugmentation": "celltl.layers",
+    "GridMask": "celltl.layers",
+    "Cutout": "celltl.layers",
+    "ColorDegenerate": "celltl.layers",
+    "Shear": "celltl.layers",
+    "RandomApply": "celltl.layers",
+    "RandomChoice": "celltl.layers",
+    "RandomLayer": "celltl.layers",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'celltl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

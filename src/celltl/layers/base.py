@@ -1,0 +1,244 @@
+"""The base class every celltl augmentation layer derives from.
+
+:class:`BaseAugmentation` owns everything the layers have in common, so that
+each layer only adds its own sampling and math:
+
+- ``value_range`` (validated; outputs stay inside it),
+- seeds (``seed=None`` is random, an int is reproducible),
+- ``training`` (inference returns the input unchanged, cast to the compute
+  dtype),
+- dtypes (uint8 or float input, output in the layer's compute dtype, which is
+  float16/bfloat16 under mixed precision),
+- batched ``(B, H, W, C)`` or single-image ``(H, W, C)`` input,
+- safety inside ``tf.data`` whatever the Keras backend (ops go through
+  ``self.backend``, which switches to TensorFlow inside a ``tf.data`` graph).
+
+A subclass implements two methods:
+
+- :meth:`BaseAugmentation.get_random_transformation`: draws the per-image
+  random parameters for the whole batch at once and returns them in a dict of
+  ``(B, ...)`` tensors;
+- :meth:`BaseAugmentation.transform_images`: deterministic, vectorised math
+  that applies those parameters (usually a kernel from
+  :mod:`celltl.layers.functional`).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+
+from celltl.layers._args import check_choice, parse_value_range
+from celltl.layers._keras import DataLayer
+
+__all__ = ["RandomLayer", "BaseAugmentation"]
+
+
+def _check_seed(seed):
+    if seed is not None and (
+        not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0
+    ):
+        raise ValueError(
+            f"`seed` must be None or a non-negative int. Received: seed={seed!r}"
+        )
+    return None if seed is None else int(seed)
+
+
+class RandomLayer(DataLayer):
+    """Seeds, ``training``, dtype and batching for celltl's random layers.
+
+    Subclasses implement :meth:`augment`, which receives a float batch
+    ``(B, H, W, C)`` in the compute dtype and returns a batch of the same shape.
+    Composition layers (:class:`~celltl.RandomApply`,
+    :class:`~celltl.RandomChoice`) derive from this class directly; image
+    layers derive from :class:`BaseAugmentation`.
+
+    Args:
+        seed: ``None`` for random behaviour, or a non-negative int: two layers
+            built with the same seed give identical outputs on the same input.
+        **kwargs: passed to :class:`keras.layers.Layer` (``name``, ``dtype``...).
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = _check_seed(seed)
+        self.generator = keras.random.SeedGenerator(self.seed)
+        self.supports_jit = True
+
+    # -- the public entry point -------------------------------------------------
+    def call(self, images, training=True):
+        xp = self.backend
+        rank = len(images.shape)
+        if rank not in (3, 4):
+            raise ValueError(
+                f"`{self.__class__.__name__}` expects images of shape (B, H, W, C) "
+                f"or (H, W, C). Received: images.shape={tuple(images.shape)}"
+            )
+        self._check_channels(images.shape[-1])
+        images = xp.cast(images, self.compute_dtype)
+        if not training:
+            return images
+        if rank == 3:
+            return xp.numpy.squeeze(self.augment(xp.numpy.expand_dims(images, 0)), 0)
+        return self.augment(images)
+
+    def augment(self, images):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_channels(self, channels):
+        return None
+
+    def _seed(self):
+        """The seed generator to draw from on the backend now in use."""
+        return self._get_seed_generator(self.backend._backend)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config
+
+
+class BaseAugmentation(RandomLayer):
+    """Base class of the celltl image augmentation layers.
+
+    Args:
+        value_range: ``(low, high)``, the range of the input images and of the
+            output. Defaults to ``(0, 255)``. Outputs stay inside it. When the
+            layer runs eagerly it also checks the input against it and raises a
+            ``ValueError`` for float images that look like they are in
+            ``[0, 1]`` while ``value_range`` is ``(0, 255)`` (or that leave the
+            range), instead of silently producing wrong fills. Inside a traced
+            function or ``tf.data`` the check is skipped (it would need a host
+            round-trip).
+        seed: ``None`` (random) or a non-negative int (reproducible).
+        **kwargs: passed to :class:`keras.layers.Layer`.
+
+    Subclasses implement :meth:`get_random_transformation` and
+    :meth:`transform_images`.
+    """
+
+    #: Set to True by layers whose math needs exactly 3 (RGB) channels.
+    requires_rgb = False
+
+    def __init__(self, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.value_range = parse_value_range(value_range)
+
+    def augment(self, images):
+        self._check_values(images)
+        transformation = self.get_random_transformation(images, seed=self._seed())
+        return self.transform_images(images, transformation)
+
+    def get_random_transformation(self, images, seed):
+        """Draws per-image parameters for the batch; returns a dict of tensors."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def transform_images(self, images, transformation):
+        """Applies ``transformation`` to a float batch, vectorised."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # -- helpers for subclasses --------------------------------------------------
+    def _batch_size(self, images):
+        return self.backend.shape(images)[0]
+
+    def _uniform(self, shape, bounds, seed):
+        """Uniform float32 samples in ``bounds``; a constant when min == max."""
+        low, high = bounds
+        if low == high:
+            return self.backend.numpy.full(shape, low, dtype="float32")
+        return self.backend.random.uniform(
+            shape, minval=low, maxval=high, dtype="float32", seed=seed
+        )
+
+    def _check_channels(self, channels):
+        if self.requires_rgb and channels is not None and channels != 3:
+            raise ValueError(
+                f"`{self.__class__.__name__}` needs RGB images with 3 channels. "
+                f"Received: images with channels={channels}"
+            )
+
+    def _check_values(self, images):
+        """Eager-only sanity check of the input against ``value_range``."""
+        values = _concrete_min_max(images, self.backend)
+        if values is None:
+            return
+        low, high = self.value_range
+        vmin, vmax = values
+        span = high - low
+        if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
+            raise ValueError(
+                f"`{self.__class__.__name__}` got images whose values are all in "
+                f"[{vmin:.3g}, {vmax:.3g}], which looks like the [0, 1] range, but "
+                f"value_range={self.value_range}. Pass value_range=(0, 1) or "
+                "scale the images to [0, 255]."
+            )
+        tolerance = 1e-3 * span
+        if vmin < low - tolerance or vmax > high + tolerance:
+            raise ValueError(
+                f"`{self.__class__.__name__}` got images with values in "
+                f"[{vmin:.4g}, {vmax:.4g}], outside value_range={self.value_range}."
+            )
+
+    # -- hole filling (GridMask, Cutout) ----------------------------------------
+    FILL_MODES = ("constant", "gaussian_noise")
+
+    def _init_fill(self, fill_mode, fill_value):
+        self.fill_mode = check_choice("fill_mode", fill_mode, self.FILL_MODES)
+        low, high = self.value_range
+        if (
+            isinstance(fill_value, bool)
+            or not isinstance(fill_value, numbers.Real)
+            or not low <= fill_value <= high
+        ):
+            raise ValueError(
+                "`fill_value` must be a number inside "
+                f"value_range={self.value_range}. Received: fill_value={fill_value!r}"
+            )
+        self.fill_value = float(fill_value)
+
+    def _fill_masked(self, images, mask):
+        """Puts the fill where ``mask`` ``(B, H, W)`` is True."""
+        xp = self.backend
+        if self.fill_mode == "constant":
+            fill = xp.cast(self.fill_value, images.dtype)
+        else:
+            low, high = self.value_range
+            noise = xp.random.normal(
+                xp.shape(images),
+                mean=(low + high) / 2,
+                stddev=(high - low) / 6,
+                dtype="float32",
+                seed=self._seed(),
+            )
+            fill = xp.cast(xp.numpy.clip(noise, low, high), images.dtype)
+        return xp.numpy.where(mask[..., None], fill, images)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"value_range": self.value_range})
+        if hasattr(self, "fill_mode"):
+            config.update({"fill_mode": self.fill_mode, "fill_value": self.fill_value})
+        return config
+
+
+def _concrete_min_max(images, xp):
+    """``(min, max)`` as floats when ``images`` holds concrete values, else None."""
+    if xp.name == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return None
+    elif xp.name == "jax":
+        import jax
+
+        if isinstance(images, jax.core.Tracer):
+            return None
+    if xp.numpy.size(images) == 0:
+        return None
+    vmin = xp.cast(xp.numpy.min(images), "float32")
+    vmax = xp.cast(xp.numpy.max(images), "float32")
+    return float(xp.convert_to_numpy(vmin)), float(xp.convert_to_numpy(vmax))

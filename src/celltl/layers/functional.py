@@ -1,0 +1,262 @@
+"""Pure, vectorised kernels behind the celltl layers.
+
+Each kernel takes the batch and its per-image random values as arguments and
+returns a tensor; nothing here draws random numbers, so the kernels can be
+tested against NumPy references without building a layer.
+
+Every kernel takes an optional ``xp`` backend namespace (what a layer passes as
+``self.backend``, so that it runs with TensorFlow ops inside ``tf.data``
+whatever the Keras backend is). It defaults to the active Keras backend.
+
+Coordinates: pixel ``(i, j)`` (row, column) has its centre at ``(i, j)``;
+the image centre is ``((H - 1) / 2, (W - 1) / 2)``.
+"""
+
+from __future__ import annotations
+
+from celltl.layers._keras import current_backend
+
+__all__ = [
+    "GREY_WEIGHTS",
+    "grid_mask",
+    "box_mask",
+    "blend_to_grey",
+    "shear_matrix",
+    "affine_sample",
+]
+
+#: ITU-R BT.601 luma weights for R, G, B (the weights Keras and PIL use).
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _xp(xp):
+    return current_backend() if xp is None else xp
+
+
+def grid_mask(height, width, unit, side, angle, offset_x, offset_y, xp=None):
+    """Boolean mask ``(B, H, W)`` of a rotated regular grid of square holes.
+
+    The grid is rotated by ``angle`` about the image centre. In grid
+    coordinates ``u = (x cos a + y sin a) / unit + offset_x`` and
+    ``v = (-x sin a + y cos a) / unit + offset_y`` (``x``, ``y`` measured from
+    the centre), a pixel is masked when ``frac(u) < side`` and
+    ``frac(v) < side``. For an offset uniform in ``[0, 1)`` each pixel is
+    masked with probability ``side ** 2``, whatever the angle.
+
+    Args:
+        height, width: image size (Python ints).
+        unit: ``(B,)`` grid period in pixels.
+        side: ``(B,)`` hole side as a fraction of ``unit`` (``sqrt(ratio)``).
+        angle: ``(B,)`` grid rotation in radians, or None for no rotation
+            (then the mask is separable and cheaper).
+        offset_x, offset_y: ``(B,)`` grid offsets as fractions of ``unit``.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    xs = np_.arange(width, dtype="float32") - (width - 1) / 2.0
+    ys = np_.arange(height, dtype="float32") - (height - 1) / 2.0
+    inv = 1.0 / unit
+    side = side[:, None, None]
+    if angle is None:
+        u = xs[None, :] * inv[:, None] + offset_x[:, None]  # (B, W)
+        v = ys[None, :] * inv[:, None] + offset_y[:, None]  # (B, H)
+        cols = (u - np_.floor(u)) < side[:, 0]
+        rows = (v - np_.floor(v)) < side[:, 0]
+        return np_.logical_and(rows[:, :, None], cols[:, None, :])
+    cos = np_.cos(angle) * inv
+    sin = np_.sin(angle) * inv
+    # u = x*cos + y*sin + ox ; v = -x*sin + y*cos + oy, built from (B, W) and
+    # (B, H) pieces so only the final sums are (B, H, W).
+    ux = xs[None, :] * cos[:, None] + offset_x[:, None]
+    uy = ys[None, :] * sin[:, None]
+    vx = -xs[None, :] * sin[:, None] + offset_y[:, None]
+    vy = ys[None, :] * cos[:, None]
+    u = uy[:, :, None] + ux[:, None, :]
+    v = vy[:, :, None] + vx[:, None, :]
+    return np_.logical_and((u - np_.floor(u)) < side, (v - np_.floor(v)) < side)
+
+
+def box_mask(height, width, center_y, center_x, box_height, box_width, xp=None):
+    """Boolean mask ``(B, H, W)``: the union of ``K`` axis-aligned boxes per image.
+
+    Box ``k`` of image ``b`` covers the pixels whose centres ``(i + 0.5,
+    j + 0.5)`` satisfy ``|i + 0.5 - center_y| < box_height / 2`` and
+    ``|j + 0.5 - center_x| < box_width / 2``; it is clipped at the borders.
+    A box of zero size masks nothing (use it to switch a hole off).
+
+    Args:
+        height, width: image size (Python ints).
+        center_y, center_x: ``(B, K)`` centres in pixels, in ``[0, H)`` and
+            ``[0, W)``.
+        box_height, box_width: ``(B, K)`` sizes in pixels.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    ys = np_.arange(height, dtype="float32") + 0.5
+    xs = np_.arange(width, dtype="float32") + 0.5
+    rows = np_.abs(ys[None, None, :] - center_y[:, :, None]) < box_height[:, :, None] / 2
+    cols = np_.abs(xs[None, None, :] - center_x[:, :, None]) < box_width[:, :, None] / 2
+    if rows.shape[1] == 1:
+        return np_.logical_and(rows[:, 0, :, None], cols[:, 0, None, :])
+    # Union over boxes as a batched matmul: (B, H, K) @ (B, K, W) > 0.
+    rows = xp.cast(rows, "float32")
+    cols = xp.cast(cols, "float32")
+    hits = np_.matmul(np_.transpose(rows, (0, 2, 1)), cols)
+    return hits > 0.5
+
+
+def blend_to_grey(images, factor, xp=None):
+    """``images + factor * (grey(images) - images)``, per image.
+
+    ``grey`` uses the ITU-R BT.601 luma weights :data:`GREY_WEIGHTS`, so
+    ``factor=0`` returns the images and ``factor=1`` their greyscale (in all
+    three channels).
+
+    Args:
+        images: ``(B, H, W, 3)`` float batch.
+        factor: ``(B,)`` blend factors in ``[0, 1]``.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    weights = xp.convert_to_tensor(GREY_WEIGHTS, dtype=images.dtype)
+    grey = np_.tensordot(images, weights, axes=[[3], [0]])[..., None]
+    f = xp.cast(factor, images.dtype)[:, None, None, None]
+    return images * (1 - f) + grey * f
+
+
+def shear_matrix(shear_x, shear_y, height, width, xp=None):
+    """Keras ``affine_transform`` matrices ``(B, 8)`` of a shear about the centre.
+
+    The output pixel ``(x, y)`` samples the input at
+    ``x' = x + shear_x * (y - cy)`` and ``y' = y + shear_y * (x - cx)`` with
+    ``(cx, cy) = ((W - 1) / 2, (H - 1) / 2)``, i.e. the rows
+    ``[1, sx, -sx * cy, sy, 1, -sy * cx, 0, 0]``.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    cx = (width - 1) / 2.0
+    cy = (height - 1) / 2.0
+    one = np_.ones_like(shear_x)
+    zero = np_.zeros_like(shear_x)
+    return np_.stack(
+        [one, shear_x, -shear_x * cy, shear_y, one, -shear_y * cx, zero, zero], axis=1
+    )
+
+
+def _map_coordinate(coord, size, fill_mode, xp):
+    """Maps out-of-range sampling coordinates like TensorFlow's kernels do.
+
+    Mirrors ``MapCoordinate`` in TensorFlow's ``image_ops.h`` (used by
+    ``ImageProjectiveTransformV3`` and so by Keras ``affine_transform``), so
+    that results match it pixel for pixel. ``constant`` leaves coordinates as
+    they are (out-of-range reads give ``fill_value``).
+    """
+    np_ = xp.numpy
+    if fill_mode == "constant" or size <= 1:
+        if size <= 1 and fill_mode != "constant":
+            return np_.zeros_like(coord)
+        return coord
+
+    def trunc(v):  # C++ static_cast<int>(float): round toward zero
+        return np_.trunc(v)
+
+    if fill_mode == "nearest":
+        mapped = coord
+    elif fill_mode == "reflect":
+        sz2 = 2.0 * size
+        neg = sz2 * trunc(-coord / sz2) + coord
+        neg = np_.where(neg < -size, neg + sz2, -neg - 1.0)
+        pos = coord - sz2 * trunc(coord / sz2)
+        pos = np_.where(pos >= size, sz2 - pos - 1.0, pos)
+        mapped = np_.where(coord < 0, neg, np_.where(coord > size - 1, pos, coord))
+    elif fill_mode == "wrap":
+        sz = size - 1.0
+        neg = coord + size * (trunc(-coord / sz) + 1.0)
+        pos = coord - size * trunc(coord / sz)
+        mapped = np_.where(coord < 0, neg, np_.where(coord > size - 1, pos, coord))
+    else:  # pragma: no cover - validated by the layers
+        raise ValueError(f"Unknown fill_mode={fill_mode!r}")
+    return np_.clip(mapped, 0.0, size - 1.0)
+
+
+def affine_sample(
+    images,
+    x,
+    y,
+    interpolation="bilinear",
+    fill_mode="constant",
+    fill_value=0.0,
+    xp=None,
+):
+    """Samples ``images`` at float coordinates with gathers (XLA-friendly).
+
+    Equivalent to TensorFlow's ``ImageProjectiveTransformV3`` (and so to
+    ``keras.ops.image.affine_transform`` on TensorFlow) for the same sampling
+    coordinates, but built from ``take`` so it also compiles with XLA.
+
+    Args:
+        images: ``(B, H, W, C)`` float batch.
+        x, y: ``(B, H, W)`` float32 input coordinates (column, row) to sample
+            for each output pixel.
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        fill_mode: ``"constant"``, ``"reflect"``, ``"wrap"`` or ``"nearest"``.
+        fill_value: value read outside the image in ``"constant"`` mode.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    batch, height, width, channels = images.shape
+    if height is None or width is None or channels is None:
+        raise ValueError(
+            "affine_sample needs static height, width and channels. "
+            f"Received: images.shape={tuple(images.shape)}"
+        )
+    dtype = images.dtype
+    x = _map_coordinate(x, width, fill_mode, xp)
+    y = _map_coordinate(y, height, fill_mode, xp)
+    if interpolation == "nearest":
+        # std::round: half away from zero (matters at exactly -0.5).
+        x = np_.sign(x) * np_.floor(np_.abs(x) + 0.5)
+        y = np_.sign(y) * np_.floor(np_.abs(y) + 0.5)
+    if fill_mode == "constant":
+        # TensorFlow reads fill_value for any neighbour outside the image (a
+        # bilinear sample at the border blends image and fill). A border of
+        # fill (one pixel before, two after) with coordinates clamped to
+        # [-1, size] reproduces those reads without bounds checks.
+        images = np_.pad(
+            images,
+            [[0, 0], [1, 2], [1, 2], [0, 0]],
+            mode="constant",
+            constant_values=fill_value,
+        )
+        x = np_.clip(x, -1.0, float(width)) + 1.0
+        y = np_.clip(y, -1.0, float(height)) + 1.0
+        src_h, src_w = height + 3, width + 3
+    else:
+        src_h, src_w = height, width
+    flat = np_.reshape(images, (-1, channels))
+    base = np_.arange(xp.shape(images)[0], dtype="int32")[:, None, None]
+    base = base * (src_h * src_w)
+    out_shape = (-1, height, width, channels)
+
+    def corner(iy, ix):
+        idx = np_.reshape(base + iy * src_w + ix, (-1,))
+        return np_.reshape(np_.take(flat, idx, axis=0), out_shape)
+
+    if interpolation == "nearest":
+        return corner(xp.cast(y, "int32"), xp.cast(x, "int32"))
+    x0f = np_.floor(x)
+    y0f = np_.floor(y)
+    wx = xp.cast(x - x0f, dtype)[..., None]
+    wy = xp.cast(y - y0f, dtype)[..., None]
+    x0 = xp.cast(x0f, "int32")
+    y0 = xp.cast(y0f, "int32")
+    # A neighbour past the last pixel has weight 0: clamp its index.
+    x1 = np_.minimum(x0 + 1, src_w - 1)
+    y1 = np_.minimum(y0 + 1, src_h - 1)
+    top = corner(y0, x0) * (1 - wx) + corner(y0, x1) * wx
+    bottom = corner(y1, x0) * (1 - wx) + corner(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy

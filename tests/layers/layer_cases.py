@@ -1,0 +1,90 @@
+"""The table that drives the shared layer tests.
+
+Every public layer in :mod:`celltl.layers` must have an entry here; the
+suite fails when one is missing (``test_every_public_layer_has_a_case``).
+
+Sub-layers of composition cases get their own seeds: a composition layer
+seeds its choices, each sub-layer its own parameters.
+
+Each case gives the kwargs to build a typical instance (``kwargs``), the
+kwargs of a zero-strength instance that must leave images unchanged
+(``identity``), and whether the layer needs RGB input.
+"""
+
+from __future__ import annotations
+
+from celltl import (
+    ColorDegenerate,
+    Cutout,
+    GridMask,
+    RandomApply,
+    RandomChoice,
+    Shear,
+)
+
+
+def _zero_layers():
+    return [
+        ColorDegenerate(factor=(0.0, 0.0)),
+        Shear(x_factor=0.0, y_factor=0.0),
+    ]
+
+
+LAYER_CASES = {
+    "GridMask": dict(
+        cls=GridMask,
+        kwargs=dict(ratio=(0.2, 0.4), rotation=30.0),
+        identity=dict(ratio=0.0),
+        rgb=False,
+    ),
+    "Cutout": dict(
+        cls=Cutout,
+        kwargs=dict(num_holes=(1, 3), height_factor=(0.2, 0.4), width_factor=0.3),
+        identity=dict(num_holes=0),
+        rgb=False,
+    ),
+    "ColorDegenerate": dict(
+        cls=ColorDegenerate,
+        kwargs=dict(factor=(0.3, 1.0)),
+        identity=dict(factor=(0.0, 0.0)),
+        rgb=True,
+    ),
+    "Shear": dict(
+        cls=Shear,
+        kwargs=dict(x_factor=0.3, y_factor=(-0.2, 0.1), fill_mode="constant"),
+        identity=dict(x_factor=0.0, y_factor=0.0),
+        rgb=False,
+    ),
+    "RandomApply": dict(
+        cls=RandomApply,
+        kwargs=dict(layer_factory=lambda: GridMask(ratio=0.3, seed=1), rate=0.6),
+        identity=dict(layer_factory=lambda: GridMask(ratio=0.3), rate=0.0),
+        rgb=False,
+    ),
+    "RandomChoice": dict(
+        cls=RandomChoice,
+        kwargs=dict(
+            layers_factory=lambda: [
+                GridMask(seed=1),
+                Cutout(seed=2),
+                Shear(seed=3),
+                ColorDegenerate(seed=4),
+            ],
+            num=2,
+        ),
+        identity=dict(layers_factory=_zero_layers, num=2),
+        rgb=True,
+    ),
+}
+
+
+def build(name, which="kwargs", **extra):
+    """Builds the layer of case ``name`` (factories are called fresh each time)."""
+    case = LAYER_CASES[name]
+    kwargs = dict(case[which])
+    if "layer_factory" in kwargs:
+        kwargs["layer"] = kwargs.pop("layer_factory")()
+    if "layers_factory" in kwargs:
+        kwargs["layers"] = kwargs.pop("layers_factory")()
+    kwargs.update(extra)
+    return case["cls"](**kwargs)
