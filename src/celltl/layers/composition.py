@@ -34,6 +34,8 @@ from celltl.layers.base import RandomLayer
 __all__ = ["RandomApply", "RandomChoice"]
 
 STRATEGIES = ("auto", "partition", "select")
+#: Sub-batches are padded to a multiple of this size in graphs (see above).
+BUCKET = 16
 
 
 def _check_layer(name, layer):
@@ -78,6 +80,23 @@ class _Dispatch(RandomLayer):
         out = layer(images, training=True)
         return self.backend.cast(out, self.compute_dtype)
 
+    def _run_padded(self, layer, part):
+        """Runs ``layer`` on a sub-batch padded to a multiple of :data:`BUCKET`.
+
+        Sub-batch sizes change from step to step; padding bounds the number of
+        distinct shapes, so XLA-compiled kernels are compiled a few times, not
+        once per size. Eagerly nothing is compiled, so nothing is padded.
+        """
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return self._run_branch(layer, part)
+        n = tf.shape(part)[0]
+        padded = (n + BUCKET - 1) // BUCKET * BUCKET
+        filler = tf.zeros(tf.concat([[padded - n], tf.shape(part)[1:]], 0), part.dtype)
+        out = self._run_branch(layer, tf.concat([part, filler], 0))
+        return out[:n]
+
     def _dispatch(self, images, choice, branches):
         """``choice``: int32 ``(B,)`` in ``[0, len(branches)]``."""
         xp = self.backend
@@ -88,7 +107,7 @@ class _Dispatch(RandomLayer):
             batch = tf.shape(images)[0]
             parts = tf.dynamic_partition(images, choice, n)
             where = tf.dynamic_partition(tf.range(batch), choice, n)
-            outs = [self._run_branch(b, p) for b, p in zip(branches, parts[:-1])]
+            outs = [self._run_padded(b, p) for b, p in zip(branches, parts[:-1])]
             outs.append(parts[-1])
             out = tf.dynamic_stitch(where, outs)
             return tf.ensure_shape(out, images.shape)

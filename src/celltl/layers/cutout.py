@@ -104,14 +104,17 @@ class Cutout(BaseAugmentation):
             "center_x": center_x,
             "box_height": box_h,
             "box_width": box_w,
+            **self._sample_fill(images, seed),
         }
 
     def transform_images(self, images, transformation):
         if self.num_holes[1] == 0:
             return images
         height, width = images.shape[1], images.shape[2]
-        mask = F.box_mask(height, width, xp=self.backend, **transformation)
-        return self._fill_masked(images, mask)
+        params = dict(transformation)
+        noise = params.pop("noise", None)
+        mask = F.box_mask(height, width, xp=self.backend, **params)
+        return self._fill_masked(images, mask, noise)
 
     def get_config(self):
         config = super().get_config()

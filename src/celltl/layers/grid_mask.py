@@ -128,12 +128,15 @@ class GridMask(BaseAugmentation):
         if self.rotation > 0:
             limit = math.radians(self.rotation)
             transformation["angle"] = self._uniform(shape, (-limit, limit), seed)
+        transformation.update(self._sample_fill(images, seed))
         return transformation
 
     def transform_images(self, images, transformation):
         height, width = images.shape[1], images.shape[2]
-        mask = F.grid_mask(height, width, xp=self.backend, **transformation)
-        return self._fill_masked(images, mask)
+        params = dict(transformation)
+        noise = params.pop("noise", None)
+        mask = F.grid_mask(height, width, xp=self.backend, **params)
+        return self._fill_masked(images, mask, noise)
 
     def get_config(self):
         config = super().get_config()
