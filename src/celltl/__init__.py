@@ -26,6 +26,25 @@ _EXPORTS = {
     "RandomApply": "celltl.layers",
     "RandomChoice": "celltl.layers",
     "RandomLayer": "celltl.layers",
+    "RandomAffine": "celltl.layers",
+    "RandAugment": "celltl.layers",
+    "AugMix": "celltl.layers",
+    "study_policy": "celltl.layers",
+    # transfer learning: backbones, head, classifier
+    "BACKBONES": "celltl.models",
+    "backbone_blocks": "celltl.models",
+    "build_classifier": "celltl.models",
+    "build_head": "celltl.models",
+    "create_backbone": "celltl.models",
+    # transfer learning: freezing, unfreezing, recipe
+    "FineTuneHistories": "celltl.training",
+    "GradualUnfreezer": "celltl.training",
+    "backbone_of": "celltl.training",
+    "fine_tune": "celltl.training",
+    "freeze": "celltl.training",
+    "freeze_to": "celltl.training",
+    "is_norm_layer": "celltl.training",
+    "unfreeze": "celltl.training",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,13 +1,23 @@
 """celltl augmentation layers: fast, vectorised, per-image random, seedable."""
 
+from celltl.layers.aug_mix import AugMix, augmix_operations
 from celltl.layers.base import BaseAugmentation, RandomLayer
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.cutout import Cutout
 from celltl.layers.grid_mask import GridMask
+from celltl.layers.policy import study_policy
+from celltl.layers.rand_augment import RandAugment, randaugment_operations
+from celltl.layers.random_affine import RandomAffine
 from celltl.layers.shear import Shear
 
 __all__ = [
+    "AugMix",
+    "RandAugment",
+    "RandomAffine",
+    "augmix_operations",
+    "randaugment_operations",
+    "study_policy",
     "BaseAugmentation",
     "ColorDegenerate",
     "Cutout",

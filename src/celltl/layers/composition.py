@@ -34,8 +34,9 @@ from celltl.layers.base import RandomLayer
 __all__ = ["RandomApply", "RandomChoice"]
 
 STRATEGIES = ("auto", "partition", "select")
-#: Sub-batches are padded to a multiple of this size in graphs (see above).
-BUCKET = 16
+#: In graphs, sub-batches are padded to a power of two up to this size and to
+#: a multiple of it above (see ``_Dispatch._run_padded``).
+BUCKET = 32
 
 
 def _check_layer(name, layer):
@@ -85,17 +86,29 @@ class _Dispatch(RandomLayer):
 
         Sub-batch sizes change from step to step; padding bounds the number of
         distinct shapes, so XLA-compiled kernels are compiled a few times, not
-        once per size. Eagerly nothing is compiled, so nothing is padded.
+        once per size. An empty sub-batch skips the layer (some Keras layers
+        fail on empty batches). Eagerly nothing is compiled or padded.
         """
         import tensorflow as tf
 
         if tf.executing_eagerly():
+            if part.shape[0] == 0:
+                return self.backend.cast(part, self.compute_dtype)
             return self._run_branch(layer, part)
         n = tf.shape(part)[0]
-        padded = (n + BUCKET - 1) // BUCKET * BUCKET
-        filler = tf.zeros(tf.concat([[padded - n], tf.shape(part)[1:]], 0), part.dtype)
-        out = self._run_branch(layer, tf.concat([part, filler], 0))
-        return out[:n]
+
+        def run():
+            # Next power of two up to BUCKET, then multiples of BUCKET: at most
+            # twice the work for small sub-batches, few distinct shapes.
+            pow2 = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(n, "float32")) / 0.6931472), "int32")
+            padded = tf.where(n <= BUCKET, tf.maximum(pow2, n), (n + BUCKET - 1) // BUCKET * BUCKET)
+            filler = tf.zeros(tf.concat([[padded - n], tf.shape(part)[1:]], 0), part.dtype)
+            return self._run_branch(layer, tf.concat([part, filler], 0))[:n]
+
+        def skip():
+            return tf.cast(part, self.compute_dtype)
+
+        return tf.cond(n > 0, run, skip)
 
     def _dispatch(self, images, choice, branches):
         """``choice``: int32 ``(B,)`` in ``[0, len(branches)]``."""

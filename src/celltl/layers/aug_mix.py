@@ -1,0 +1,170 @@
+"""AugMix with a fresh chain of operations for every image."""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+
+from celltl.layers._args import parse_int_range, parse_value_range
+from celltl.layers.composition import _Dispatch
+from celltl.layers.random_affine import RandomAffine
+from celltl.layers.shear import Shear
+
+__all__ = ["AugMix", "augmix_operations"]
+
+
+def augmix_operations(severity=0.3, value_range=(0, 255), seed=None):
+    """AugMix's operations at ``severity`` in ``[0, 1]``, as layers.
+
+    Auto-contrast, posterize, rotate, solarize, shear x/y and translate x/y
+    (Hendrycks et al., 2020; the operations that overlap with test-time
+    corruptions, such as contrast or brightness, are left out, and so is
+    equalize, because Keras' ``Equalization`` does not compile with XLA).
+    """
+    m = float(severity)
+    vr = tuple(value_range)
+
+    def s(i):
+        return None if seed is None else seed + 100 + i
+
+    return [
+        keras.layers.AutoContrast(value_range=vr, name="auto_contrast"),
+        keras.layers.RandomPosterization(
+            factor=(max(1, round(8 - 4 * m)), 8), value_range=vr, seed=s(2), name="posterize"
+        ),
+        RandomAffine(rotation=30.0 * m, value_range=vr, seed=s(3), name="rotate"),
+        keras.layers.Solarization(
+            threshold_factor=(1.0 - m, 1.0), value_range=vr, seed=s(4), name="solarize"
+        ),
+        Shear(x_factor=0.3 * m, y_factor=0.0, value_range=vr, seed=s(5), name="shear_x"),
+        Shear(x_factor=0.0, y_factor=0.3 * m, value_range=vr, seed=s(6), name="shear_y"),
+        RandomAffine(translation=(0.3 * m, 0.0), value_range=vr, seed=s(7), name="translate_x"),
+        RandomAffine(translation=(0.0, 0.3 * m), value_range=vr, seed=s(8), name="translate_y"),
+    ]
+
+
+@keras.saving.register_keras_serializable(package="celltl")
+class AugMix(_Dispatch):
+    """AugMix (Hendrycks et al., 2020), vectorised with per-image chains.
+
+    For each image, ``width`` chains are built; chain ``j`` applies ``d``
+    operations (``d`` drawn per image and chain from ``depth``), each drawn
+    per image from :func:`augmix_operations`. The chains are mixed with
+    Dirichlet(``alpha``) weights and the mix is blended with the original by
+    ``m ~ Beta(alpha, alpha)``: ``out = m * x + (1 - m) * sum_j w_j chain_j``.
+    All draws are per image and happen at run time, in the graph: Keras core
+    ``AugMix`` draws its chain once with Python's ``random`` when the function
+    is traced, so every batch in ``tf.data`` or a compiled model gets the same
+    chain. Each operation runs only on the images that drew it where shapes
+    allow (see :class:`~celltl.RandomChoice`).
+
+    Args:
+        severity: strength of the operations, in ``[0, 1]``. Defaults to
+            ``0.3``.
+        width: number of chains, ``>= 1``. Defaults to ``3``.
+        depth: operations per chain, an int or an inclusive ``(min, max)``
+            range drawn per image, in ``[1, 5]``. Defaults to ``(1, 3)``.
+        alpha: Dirichlet and Beta concentration, ``> 0``. With ``alpha=1``
+            (uniform weights) the draws also compile with XLA; other values
+            use a Gamma sampler TensorFlow cannot compile. Defaults to
+            ``1.0``.
+        value_range: range of input and output. Defaults to ``(0, 255)``.
+        strategy: ``"auto"``, ``"partition"`` or ``"select"``. Defaults to
+            ``"auto"``.
+        seed: ``None`` or a non-negative int.
+        **kwargs: passed to :class:`keras.layers.Layer`.
+
+    References:
+        Hendrycks, D., Mu, N., Cubuk, E. D., Zoph, B., Gilmer, J.,
+        Lakshminarayanan, B. "AugMix: A Simple Data Processing Method to
+        Improve Robustness and Uncertainty", ICLR 2020.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from celltl import AugMix
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3))
+    >>> out = np.asarray(AugMix(seed=0)(images))
+    >>> out.shape, bool(out.min() >= 0 and out.max() <= 255)
+    ((8, 32, 32, 3), True)
+    """
+
+    def __init__(
+        self,
+        severity=0.3,
+        width=3,
+        depth=(1, 3),
+        alpha=1.0,
+        value_range=(0, 255),
+        strategy="auto",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(strategy=strategy, seed=seed, **kwargs)
+        if (
+            isinstance(severity, bool)
+            or not isinstance(severity, numbers.Real)
+            or not 0 <= severity <= 1
+        ):
+            raise ValueError(
+                f"`severity` must be in [0, 1]. Received: severity={severity!r}"
+            )
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ValueError(f"`width` must be an int >= 1. Received: width={width!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or alpha <= 0:
+            raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+        self.severity = float(severity)
+        self.width = int(width)
+        self.depth = parse_int_range("depth", depth, low=1, high=5)
+        self.alpha = float(alpha)
+        self.value_range = parse_value_range(value_range)
+        self.operations = augmix_operations(self.severity, self.value_range, seed)
+
+    def _branches(self):
+        return list(self.operations)
+
+    def _dirichlet(self, shape):
+        """Gamma(alpha) draws; exponentials (XLA-friendly) when alpha == 1."""
+        xp = self.backend
+        if self.alpha == 1.0:
+            u = xp.random.uniform(shape, minval=1e-6, maxval=1.0, seed=self._seed())
+            return -xp.numpy.log(u)
+        return xp.random.gamma(shape, alpha=self.alpha, seed=self._seed())
+
+    def augment(self, images):
+        xp = self.backend
+        np_ = xp.numpy
+        batch = xp.shape(images)[0]
+        m_ops = len(self.operations)
+        low, high = self.depth
+        # All chains advance together: the batch is repeated `width` times so
+        # that each step is one dispatch over width * B images.
+        chains = np_.concatenate([images] * self.width, axis=0)
+        depth = xp.random.randint((self.width * batch,), low, high + 1, seed=self._seed())
+        for step in range(high):
+            op = xp.random.randint((self.width * batch,), 0, m_ops, seed=self._seed())
+            op = np_.where(step < depth, op, m_ops)  # m_ops: identity
+            chains = self._dispatch(chains, xp.cast(op, "int32"), self.operations)
+        chains = np_.reshape(chains, (self.width, -1, *images.shape[1:]))
+        g = self._dirichlet((self.width, batch))
+        weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), images.dtype)
+        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
+        a = self._dirichlet((batch,))
+        b = self._dirichlet((batch,))
+        m = xp.cast(a / (a + b), images.dtype)[:, None, None, None]
+        out = images * m + mixed * (1 - m)
+        return np_.clip(out, self.value_range[0], self.value_range[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "severity": self.severity,
+                "width": self.width,
+                "depth": self.depth,
+                "alpha": self.alpha,
+                "value_range": self.value_range,
+            }
+        )
+        return config

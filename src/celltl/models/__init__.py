@@ -1,0 +1,13 @@
+"""Backbones from ``keras.applications``, the study's head, and the classifier."""
+
+from celltl.models.backbones import BACKBONES, backbone_blocks, create_backbone
+from celltl.models.classifier import build_classifier
+from celltl.models.head import build_head
+
+__all__ = [
+    "BACKBONES",
+    "backbone_blocks",
+    "build_classifier",
+    "build_head",
+    "create_backbone",
+]
