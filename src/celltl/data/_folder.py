@@ -1,0 +1,103 @@
+"""Private: read a folder of class sub-folders, and resize with Pillow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from celltl.data._checks import check_class_names
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _decode(path: Path, size):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # forces a full decode: truncated files fail here
+            rgb = im.convert("RGB")
+    except Exception as error:  # noqa: BLE001 - PIL raises OSError, SyntaxError...
+        raise ValueError(f"Could not decode image file '{path}': {error}") from None
+    if size is not None and rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def resize_images(images: np.ndarray, size) -> np.ndarray:
+    """Resizes uint8 ``(N, H, W, 3)`` images to ``size`` (Pillow Lanczos)."""
+    from PIL import Image
+
+    out = np.empty((images.shape[0], size[0], size[1], 3), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(
+            Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+        )
+    return out
+
+
+def _list_files(folder: Path):
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def read_image_folder(root: Path, size, class_names):
+    """Reads ``root/<class>/<image>`` into a :class:`CellImages`."""
+    from celltl.data.loaders import CellImages
+
+    folders = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not folders:
+        raise ValueError(
+            f"Folder '{root}' has no class sub-folders; expected "
+            f"'{root}/<class_name>/<image files>'."
+        )
+    if class_names is None:
+        names = tuple(folders)
+    else:
+        names = check_class_names(class_names, 0, where=f" for folder '{root}'")
+        missing = [n for n in names if n not in folders]
+        extra = [f for f in folders if f not in names]
+        if missing or extra:
+            raise ValueError(
+                f"`class_names` must match the sub-folders of '{root}'. Missing "
+                f"folders: {missing}; folders not in class_names: {extra}. "
+                f"Received: class_names={list(names)}"
+            )
+    files, labels = [], []
+    for label, name in enumerate(names):
+        found = _list_files(root / name)
+        if not found:
+            raise ValueError(
+                f"Class folder '{root / name}' holds no image files "
+                f"({', '.join(IMAGE_EXTENSIONS)}); every class needs at least one."
+            )
+        files += found
+        labels += [label] * len(found)
+    first = _decode(files[0], size)
+    images = np.empty((len(files),) + first.shape, np.uint8)
+    images[0] = first
+    for i, path in enumerate(files[1:], start=1):
+        img = _decode(path, size)
+        if img.shape != first.shape:
+            raise ValueError(
+                f"Image file '{path}' is {img.shape[1]}x{img.shape[0]} but "
+                f"'{files[0]}' is {first.shape[1]}x{first.shape[0]}; pass "
+                "`image_size=(height, width)` to resize them all."
+            )
+        images[i] = img
+    return CellImages(
+        images,
+        np.asarray(labels, np.int64),
+        names,
+        {},
+        tuple(str(p) for p in files),
+        str(root),
+    )

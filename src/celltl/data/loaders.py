@@ -1,0 +1,300 @@
+"""One entry point, :func:`load_images`, for every image source celltl reads.
+
+Sources: an ``.npz`` in the study format, a MedMNIST-style ``.npz`` (official
+splits kept), a folder of class sub-folders of image files, or the name
+``"bloodmnist"`` (downloaded once from the official MedMNIST record).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from celltl.data._checks import check_class_names, check_images, check_labels
+from celltl.data.bloodmnist import (
+    BLOODMNIST_CLASS_NAMES,
+    BLOODMNIST_SIZES,
+    fetch_bloodmnist,
+)
+
+__all__ = ["CellImages", "load_images"]
+
+_MEDMNIST_SPLITS = ("train", "val", "test")
+_BLOODMNIST_NAME = re.compile(r"^bloodmnist(?::(\d+))?$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CellImages:
+    """Images, labels and class names loaded by :func:`load_images`.
+
+    Unpacks like a tuple: ``images, labels, class_names = load_images(...)``.
+
+    Attributes:
+        images: uint8 array ``(N, H, W, 3)``.
+        labels: int64 array ``(N,)`` of class indices.
+        class_names: Tuple of ``str``; ``class_names[k]`` names label ``k``.
+        splits: Official splits, ``{"train": indices, "val": ..., "test": ...}``
+            (MedMNIST files only; empty otherwise). Indices refer to ``images``.
+        paths: Source path of each image where known (folders, and ``.npz``
+            files with a ``source_paths`` key), else ``None``.
+        source: Where the data came from (a path or ``"bloodmnist:<size>"``).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple
+    splits: dict = dataclasses.field(default_factory=dict)
+    paths: tuple | None = None
+    source: str = ""
+
+    def __iter__(self):
+        return iter((self.images, self.labels, self.class_names))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per class, ``(len(class_names),)`` int64."""
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+    def split(self, name: str) -> CellImages:
+        """Returns the official split ``name`` (e.g. ``"train"``) as CellImages."""
+        if name not in self.splits:
+            raise ValueError(
+                f"`name` must be one of the official splits {sorted(self.splits)} "
+                f"of {self.source or 'this data'}. Received: name={name!r}"
+            )
+        idx = self.splits[name]
+        return CellImages(
+            self.images[idx],
+            self.labels[idx],
+            self.class_names,
+            {name: np.arange(idx.size)},
+            None if self.paths is None else tuple(self.paths[i] for i in idx),
+            f"{self.source}[{name}]",
+        )
+
+
+def load_images(
+    source,
+    *,
+    image_size=None,
+    split: str | None = None,
+    class_names=None,
+    cache_dir=None,
+) -> CellImages:
+    """Loads blood-cell images with integer labels and class names.
+
+    Accepted ``source`` values:
+
+    * a study ``.npz``: ``images`` uint8 ``(N, H, W, 3)``, ``labels`` ``(N,)``
+      or ``(N, 1)``, optional ``class_names`` and ``source_paths``;
+    * a MedMNIST ``.npz``: ``{train,val,test}_images`` and ``..._labels``; all
+      splits are concatenated (train, val, test) and kept in ``.splits``;
+    * a folder with one sub-folder of PNG/JPEG/... files per class (sorted
+      names are the classes; hidden files such as ``.DS_Store`` are skipped);
+    * ``"bloodmnist"`` or ``"bloodmnist:<size>"`` (28, 64, 128 or 224),
+      downloaded once with :func:`fetch_bloodmnist`.
+
+    Every ``.npz`` is opened with ``allow_pickle=False``.
+
+    Args:
+        source: A path (``str`` or ``os.PathLike``) or ``"bloodmnist[:size]"``.
+        image_size: ``int`` or ``(height, width)``. Images of another size are
+            resized with Pillow's Lanczos filter. Required for folders whose
+            images differ in size. For ``"bloodmnist"`` it picks the download
+            size instead (default 28).
+        split: For MedMNIST data, return only ``"train"``, ``"val"`` or
+            ``"test"``. Defaults to ``None`` (all splits).
+        class_names: Names overriding (``.npz``) or ordering (folders) the
+            classes. Defaults to the file's names, the sorted folder names, or
+            the BloodMNIST names for BloodMNIST files.
+        cache_dir: Download cache for ``"bloodmnist"`` (see
+            :func:`fetch_bloodmnist`).
+
+    Returns:
+        A :class:`CellImages`.
+
+    Raises:
+        FileNotFoundError: If ``source`` does not exist.
+        ValueError: If the data is malformed; the message names the file, key
+            or image file and the problem.
+        ConnectionError: If ``"bloodmnist"`` cannot be downloaded.
+
+    Example:
+
+    ```python
+    cells = load_images("blood_cells_sample.npz")
+    x, y, names = cells
+    train = load_images("bloodmnist_64.npz", split="train")
+    ```
+    """
+    size = _check_image_size(image_size)
+    match = _BLOODMNIST_NAME.match(str(source)) if isinstance(source, str) else None
+    if match and not os.path.exists(source):
+        return _load_bloodmnist(match.group(1), size, split, class_names, cache_dir)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(
+            "`source` must be a path or 'bloodmnist[:size]'. "
+            f"Received: source={source!r}"
+        )
+    path = Path(source)
+    if path.is_dir():
+        if split is not None:
+            raise ValueError(_no_split_msg(path, split))
+        from celltl.data._folder import read_image_folder
+
+        return read_image_folder(path, size, class_names)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or folder: '{path}'")
+    return _load_npz(path, size, split, class_names)
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if np.isscalar(image_size) else image_size
+    try:
+        ok = len(size) == 2 and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+            for s in size
+        )
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair of "
+            f"positive ints. Received: image_size={image_size!r}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def _no_split_msg(path, split):
+    return (
+        f"`split` applies only to MedMNIST-style files with official splits; "
+        f"'{path}' has none. Use celltl.data.stratified_split instead. "
+        f"Received: split={split!r}"
+    )
+
+
+def _load_bloodmnist(size_text, size, split, class_names, cache_dir):
+    named = int(size_text) if size_text else None
+    if named is not None and size is not None and (named, named) != size:
+        raise ValueError(
+            f"`image_size` conflicts with the size in the name 'bloodmnist:{named}'. "
+            f"Received: image_size={size}"
+        )
+    side = named or (size[0] if size is not None else 28)
+    if side not in BLOODMNIST_SIZES or (size is not None and size[0] != size[1]):
+        raise ValueError(
+            f"BloodMNIST comes in sizes {list(BLOODMNIST_SIZES)}. "
+            f"Received: size={size if named is None else named}"
+        )
+    path = fetch_bloodmnist(side, cache_dir=cache_dir)
+    data = _load_npz(Path(path), None, split, class_names or BLOODMNIST_CLASS_NAMES)
+    return dataclasses.replace(data, source=f"bloodmnist:{side}")
+
+
+def _read_key(npz, key, path):
+    try:
+        return npz[key]
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise ValueError(
+                f"Key '{key}' in '{path}' holds Python objects that would need "
+                "pickle to load. celltl always loads .npz files with "
+                "allow_pickle=False (pickles can run code); save plain numeric "
+                "or string arrays instead."
+            ) from None
+        raise ValueError(f"Could not read key '{key}' of '{path}': {error}") from None
+
+
+def _load_npz(path, size, split, class_names):
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001 - zipfile/OSError/ValueError...
+        raise ValueError(
+            f"Could not read '{path}' as a NumPy .npz archive: {error}"
+        ) from None
+    if not hasattr(npz, "files"):
+        raise ValueError(f"'{path}' holds a single array, not an .npz archive.")
+    with npz:
+        keys = set(npz.files)
+        if any(f"{s}_images" in keys for s in _MEDMNIST_SPLITS):
+            images, labels, splits = _read_medmnist(npz, keys, path, split)
+        elif "images" in keys:
+            if split is not None:
+                raise ValueError(_no_split_msg(path, split))
+            if "labels" not in keys:
+                raise ValueError(f"'{path}' has key 'images' but no key 'labels'.")
+            splits = {}
+            images = _read_key(npz, "images", path)
+            labels = _read_key(npz, "labels", path)
+        else:
+            raise ValueError(
+                f"'{path}' has neither 'images'/'labels' (study format) nor "
+                f"'train_images'/'train_labels' (MedMNIST format). Keys found: "
+                f"{sorted(keys)}"
+            )
+        file_names = None
+        if "class_names" in keys:
+            file_names = _read_key(npz, "class_names", path)
+        paths = None
+        if "source_paths" in keys and not splits:
+            paths = tuple(str(p) for p in _read_key(npz, "source_paths", path))
+    where = f" in '{path}'"
+    images = check_images(images, where=where)
+    labels = check_labels(labels, n=images.shape[0], where=where)
+    if class_names is None:
+        class_names = file_names
+        if class_names is None and path.name.lower().startswith("bloodmnist"):
+            class_names = BLOODMNIST_CLASS_NAMES
+    num_classes = int(labels.max()) + 1
+    names = check_class_names(class_names, num_classes, where=where)
+    if paths is not None and len(paths) != images.shape[0]:
+        paths = None
+    if size is not None and images.shape[1:3] != size:
+        from celltl.data._folder import resize_images
+
+        images = resize_images(images, size)
+    return CellImages(images, labels, names, splits, paths, str(path))
+
+
+def _read_medmnist(npz, keys, path, split):
+    present = [s for s in _MEDMNIST_SPLITS if f"{s}_images" in keys]
+    for s in present:
+        if f"{s}_labels" not in keys:
+            raise ValueError(f"'{path}' has key '{s}_images' but no '{s}_labels'.")
+    if split is not None and split not in present:
+        raise ValueError(
+            f"`split` must be one of the splits in '{path}': {present}. "
+            f"Received: split={split!r}"
+        )
+    chosen = [split] if split is not None else present
+    parts_x, parts_y, splits, start = [], [], {}, 0
+    for s in chosen:
+        x = check_images(
+            _read_key(npz, f"{s}_images", path),
+            where=f" ('{s}_images' in '{path}')",
+        )
+        y = check_labels(
+            _read_key(npz, f"{s}_labels", path),
+            n=x.shape[0],
+            where=f" ('{s}_labels' in '{path}')",
+        )
+        if parts_x and x.shape[1:] != parts_x[0].shape[1:]:
+            raise ValueError(
+                f"'{s}_images' in '{path}' has image shape {x.shape[1:]}, unlike "
+                f"'{chosen[0]}_images' {parts_x[0].shape[1:]}."
+            )
+        parts_x.append(x)
+        parts_y.append(y)
+        splits[s] = np.arange(start, start + x.shape[0])
+        start += x.shape[0]
+    if len(parts_x) == 1:
+        return parts_x[0], parts_y[0], splits
+    return np.concatenate(parts_x), np.concatenate(parts_y), splits

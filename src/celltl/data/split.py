@@ -1,0 +1,88 @@
+"""Stratified, seeded train/validation/test split of integer labels."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from celltl.data._checks import check_labels, check_seed
+
+__all__ = ["SplitIndices", "stratified_split"]
+
+
+class SplitIndices(NamedTuple):
+    """Sorted int64 index arrays of a :func:`stratified_split`."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _allocate(exact: np.ndarray, cap: np.ndarray, total: int, rng) -> np.ndarray:
+    """Floors ``exact`` per class, then hands the ``total - sum`` leftover units
+    to the classes with the largest fractional parts (ties broken at random),
+    never exceeding ``cap``. Each count is the floor or ceiling of ``exact``."""
+    counts = np.minimum(np.floor(exact).astype(np.int64), cap)
+    extra = total - int(counts.sum())
+    if extra > 0:
+        frac = exact - np.floor(exact)
+        order = np.lexsort((rng.random(exact.size), -frac))
+        eligible = order[(counts[order] < cap[order]) & (frac[order] > 0)]
+        counts[eligible[:extra]] += 1
+    return counts
+
+
+def stratified_split(labels, *, val: float = 0.1, test: float = 0.2, seed: int = 0):
+    """Splits sample indices into train/validation/test, stratified by class.
+
+    Within each class the indices are shuffled with ``seed``; the class's
+    validation count is ``val * n_class`` rounded down or up (and likewise for
+    test), chosen so that the totals are ``round(val * N)`` and
+    ``round(test * N)``. Every class therefore keeps its proportion in every
+    part to within one image, and the parts partition ``range(N)``. A class
+    with very few images may end up with none in a small part.
+
+    Args:
+        labels: Integer labels ``(N,)``, ``(N, 1)`` or one-hot ``(N, K)``.
+        val: Fraction for validation, in ``[0, 1)``. Defaults to 0.1.
+        test: Fraction for test, in ``[0, 1)``; ``val + test < 1``. Defaults
+            to 0.2.
+        seed: Seed of the shuffle. Defaults to 0.
+
+    Returns:
+        A :class:`SplitIndices` ``(train, val, test)`` of sorted int64 arrays.
+
+    Example:
+
+    ```python
+    train_idx, val_idx, test_idx = stratified_split(labels, val=0.1, test=0.2)
+    x_train, y_train = images[train_idx], labels[train_idx]
+    ```
+    """
+    y = check_labels(labels, allow_one_hot=True)
+    for name, value in (("val", val), ("test", test)):
+        if isinstance(value, bool) or not np.isscalar(value) or not 0 <= value < 1:
+            raise ValueError(
+                f"`{name}` must be a fraction in [0, 1). Received: {name}={value!r}"
+            )
+    if val + test >= 1:
+        raise ValueError(
+            "`val + test` must be < 1 so that some images are left for "
+            f"training. Received: val={val}, test={test}"
+        )
+    rng = np.random.default_rng(check_seed(seed))
+    n = y.size
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return SplitIndices(empty, empty, empty)
+    classes, counts = np.unique(y, return_counts=True)
+    n_val = _allocate(val * counts, counts, round(val * n), rng)
+    n_test = _allocate(test * counts, counts - n_val, round(test * n), rng)
+    parts = ([], [], [])
+    for c, nv, nt in zip(classes, n_val, n_test):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        parts[1].append(idx[:nv])
+        parts[2].append(idx[nv : nv + nt])
+        parts[0].append(idx[nv + nt :])
+    return SplitIndices(*(np.sort(np.concatenate(p)).astype(np.int64) for p in parts))
