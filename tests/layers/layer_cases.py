@@ -8,16 +8,20 @@ seeds its choices, each sub-layer its own parameters.
 
 Each case gives the kwargs to build a typical instance (``kwargs``), the
 kwargs of a zero-strength instance that must leave images unchanged
-(``identity``), and whether the layer needs RGB input.
+(``identity``), and whether the layer needs RGB input (``identity=None``: the layer has no
+zero-strength setting).
 """
 
 from __future__ import annotations
 
 from celltl import (
+    AugMix,
     ColorDegenerate,
     Cutout,
     GridMask,
     RandomApply,
+    RandAugment,
+    RandomAffine,
     RandomChoice,
     Shear,
 )
@@ -53,6 +57,24 @@ LAYER_CASES = {
         cls=Shear,
         kwargs=dict(x_factor=0.3, y_factor=(-0.2, 0.1), fill_mode="constant"),
         identity=dict(x_factor=0.0, y_factor=0.0),
+        rgb=False,
+    ),
+    "RandomAffine": dict(
+        cls=RandomAffine,
+        kwargs=dict(rotation=90.0, zoom=(-0.2, 0.2), translation=0.1),
+        identity=dict(rotation=0.0, zoom=0.0, translation=0.0),
+        rgb=False,
+    ),
+    "RandAugment": dict(
+        cls=RandAugment,
+        kwargs=dict(num_ops=2, magnitude=0.6),
+        identity=None,  # its operations include auto-contrast at any magnitude
+        rgb=True,
+    ),
+    "AugMix": dict(
+        cls=AugMix,
+        kwargs=dict(severity=0.5, width=2, depth=(1, 2)),
+        identity=None,  # no strength makes every operation the identity
         rgb=False,
     ),
     "RandomApply": dict(

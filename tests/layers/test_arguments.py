@@ -9,7 +9,7 @@ import re
 import pytest
 
 import celltl.layers
-from celltl import ColorDegenerate, Cutout, GridMask, RandomApply, RandomChoice, Shear
+from celltl import ColorDegenerate, Cutout, GridMask, Shear
 
 BAD_ARGUMENTS = [
     (GridMask, dict(ratio=1.0), "ratio=1.0"),
@@ -55,13 +55,18 @@ def _documented_defaults(cls):
     return found
 
 
-@pytest.mark.parametrize(
-    "cls", [GridMask, Cutout, ColorDegenerate, Shear, RandomApply, RandomChoice]
-)
+PUBLIC = [
+    getattr(celltl.layers, n)
+    for n in celltl.layers.__all__
+    if n not in ("BaseAugmentation", "RandomLayer")
+]
+
+
+@pytest.mark.parametrize("cls", PUBLIC, ids=lambda c: c.__name__)
 def test_documented_defaults_match_the_signature(cls):
     documented = _documented_defaults(cls)
     assert documented, f"{cls.__name__} documents no defaults"
-    signature = inspect.signature(cls.__init__)
+    signature = inspect.signature(cls.__init__ if inspect.isclass(cls) else cls)
     for name, value in documented.items():
         assert name in signature.parameters, f"{cls.__name__} documents unknown {name}"
         default = signature.parameters[name].default
@@ -74,7 +79,8 @@ def test_every_layer_argument_with_a_default_is_documented():
         if name in ("BaseAugmentation", "RandomLayer"):
             continue
         documented = _documented_defaults(cls)
-        for pname, p in inspect.signature(cls.__init__).parameters.items():
+        target = cls.__init__ if inspect.isclass(cls) else cls
+        for pname, p in inspect.signature(target).parameters.items():
             if p.default is inspect.Parameter.empty or pname in ("seed", "kwargs"):
                 continue
             assert pname in documented, f"{name}.{pname} has no documented default"

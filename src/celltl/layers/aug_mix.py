@@ -21,6 +21,16 @@ def augmix_operations(severity=0.3, value_range=(0, 255), seed=None):
     (Hendrycks et al., 2020; the operations that overlap with test-time
     corruptions, such as contrast or brightness, are left out, and so is
     equalize, because Keras' ``Equalization`` does not compile with XLA).
+
+    Args:
+        severity: strength of the operations, in ``[0, 1]``. Defaults to
+            ``0.3``.
+        value_range: range of input and output. Defaults to ``(0, 255)``.
+        seed: ``None``, or an int from which each operation's seed is
+            derived. Defaults to ``None``.
+
+    Returns:
+        A list of 8 Keras layers.
     """
     m = float(severity)
     vr = tuple(value_range)

@@ -23,13 +23,14 @@ layers should be built with :class:`keras.layers.Pipeline` (safe in
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import keras
 
 from celltl.layers._args import check_choice
 from celltl.layers._keras import in_xla_context
-from celltl.layers.base import RandomLayer
+from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
 
 __all__ = ["RandomApply", "RandomChoice"]
 
@@ -77,17 +78,26 @@ class _Dispatch(RandomLayer):
                 layer.build(input_shape)
         self.built = True
 
+    def _check_channels(self, channels):
+        for layer in self._branches():
+            if hasattr(layer, "_check_channels"):
+                layer._check_channels(channels)
+
     def _run_branch(self, layer, images):
         out = layer(images, training=True)
         return self.backend.cast(out, self.compute_dtype)
 
-    def _run_padded(self, layer, part):
-        """Runs ``layer`` on a sub-batch padded to a multiple of :data:`BUCKET`.
+    def _run_part(self, layer, part):
+        """Runs ``layer`` on the sub-batch of images that drew it (a graph op).
 
-        Sub-batch sizes change from step to step; padding bounds the number of
-        distinct shapes, so XLA-compiled kernels are compiled a few times, not
-        once per size. An empty sub-batch skips the layer (some Keras layers
-        fail on empty batches). Eagerly nothing is compiled or padded.
+        - celltl image layers run their math as XLA kernels, compiled once per
+          input shape; sub-batch sizes change from step to step, so the
+          sub-batch is padded to a power of two up to :data:`BUCKET` and to a
+          multiple of it above (at most twice the work for small sub-batches,
+          and a handful of shapes to compile);
+        - Keras core layers are skipped on empty sub-batches (some fail on
+          them);
+        - eagerly, nothing is compiled, so nothing is padded.
         """
         import tensorflow as tf
 
@@ -96,23 +106,27 @@ class _Dispatch(RandomLayer):
                 return self.backend.cast(part, self.compute_dtype)
             return self._run_branch(layer, part)
         n = tf.shape(part)[0]
-
-        def run():
-            # Next power of two up to BUCKET, then multiples of BUCKET: at most
-            # twice the work for small sub-batches, few distinct shapes.
-            pow2 = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(n, "float32")) / 0.6931472), "int32")
-            padded = tf.where(n <= BUCKET, tf.maximum(pow2, n), (n + BUCKET - 1) // BUCKET * BUCKET)
-            filler = tf.zeros(tf.concat([[padded - n], tf.shape(part)[1:]], 0), part.dtype)
-            return self._run_branch(layer, tf.concat([part, filler], 0))[:n]
-
-        def skip():
-            return tf.cast(part, self.compute_dtype)
-
-        return tf.cond(n > 0, run, skip)
+        if isinstance(layer, _Dispatch) or (
+            isinstance(layer, BaseAugmentation) and not XLA_KERNELS
+        ):
+            return self._run_branch(layer, part)
+        if not isinstance(layer, BaseAugmentation):
+            return tf.cond(
+                n > 0,
+                lambda: self._run_branch(layer, part),
+                lambda: tf.cast(part, self.compute_dtype),
+            )
+        log2 = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), "float32")) / math.log(2.0))
+        pow2 = tf.cast(tf.pow(2.0, log2), "int32")
+        size = tf.where(n <= BUCKET, pow2, (n + BUCKET - 1) // BUCKET * BUCKET)
+        size = tf.where(n == 0, 0, size)
+        filler = tf.zeros(tf.concat([[size - n], tf.shape(part)[1:]], 0), part.dtype)
+        return self._run_branch(layer, tf.concat([part, filler], 0))[:n]
 
     def _dispatch(self, images, choice, branches):
         """``choice``: int32 ``(B,)`` in ``[0, len(branches)]``."""
         xp = self.backend
+        np_ = xp.numpy
         if self._use_partition():
             import tensorflow as tf
 
@@ -120,14 +134,16 @@ class _Dispatch(RandomLayer):
             batch = tf.shape(images)[0]
             parts = tf.dynamic_partition(images, choice, n)
             where = tf.dynamic_partition(tf.range(batch), choice, n)
-            outs = [self._run_padded(b, p) for b, p in zip(branches, parts[:-1])]
+            outs = [self._run_part(b, p) for b, p in zip(branches, parts[:-1])]
             outs.append(parts[-1])
             out = tf.dynamic_stitch(where, outs)
             return tf.ensure_shape(out, images.shape)
-        out = images
+        # Select: every branch runs on the whole batch; a per-image `where`
+        # keeps the drawn one (fused into one kernel under XLA).
+        out = xp.cast(images, self.compute_dtype)
         for index, branch in enumerate(branches):
             chosen = (choice == index)[:, None, None, None]
-            out = xp.numpy.where(chosen, self._run_branch(branch, images), out)
+            out = np_.where(chosen, self._run_branch(branch, images), out)
         return out
 
     def get_config(self):

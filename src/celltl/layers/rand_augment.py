@@ -24,6 +24,16 @@ def randaugment_operations(magnitude=0.5, value_range=(0, 255), seed=None):
     Cubuk et al. (2020). Geometric operations are celltl layers (XLA-friendly);
     the others are Keras core layers, which are vectorised and per-image.
     Equalize is left out: Keras' ``Equalization`` does not compile with XLA.
+
+    Args:
+        magnitude: strength of every operation, in ``[0, 1]``. Defaults to
+            ``0.5``.
+        value_range: range of input and output. Defaults to ``(0, 255)``.
+        seed: ``None``, or an int from which each operation's seed is
+            derived. Defaults to ``None``.
+
+    Returns:
+        A list of 13 Keras layers.
     """
     m = float(magnitude)
     lo, hi = value_range

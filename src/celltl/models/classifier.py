@@ -19,7 +19,15 @@ class _TrainingOnly(keras.layers.Layer):
         self.layer = layer
 
     def build(self, input_shape):
-        self.layer.build(input_shape)
+        if isinstance(self.layer, keras.layers.Pipeline):
+            # A Pipeline has no build() of its own: build its (shape-keeping)
+            # augmentation layers, or Keras warns about unbuilt state.
+            for sub in self.layer.layers:
+                if not sub.built:
+                    sub.build(input_shape)
+            self.layer.built = True
+        elif not self.layer.built:
+            self.layer.build(input_shape)
         self.built = True
 
     def call(self, inputs, training=None):
@@ -79,6 +87,7 @@ def build_classifier(
 
     Example:
 
+    >>> from celltl.models import build_classifier
     >>> model = build_classifier("mobilenetv3_small", num_classes=8,
     ...                          input_shape=(32, 32, 3))
     >>> model.output_shape

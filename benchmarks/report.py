@@ -1,0 +1,227 @@
+"""Runs the side-by-side comparison and writes a markdown report.
+
+Usage::
+
+    python benchmarks/report.py                       # full run, writes benchmarks/RESULTS.md
+    python benchmarks/report.py --quick --output /tmp/r.md   # a short smoke pass
+
+Everything is measured in this one process, on the same batches: per-layer
+throughput of celltl against keras-cv and Keras core (``tf.function``,
+``jit_compile=True`` where the layer supports XLA, and a ``tf.data``
+pipeline), the study's whole policy (keras-cv pipeline vs
+:func:`celltl.study_policy`), the augmentation share of a training step, and
+the class-balancing sampler against a plain shuffled pipeline. Each figure is
+the median of several timed rounds after warm-up; ratios (celltl / baseline)
+are what the docs quote, absolute images/s only with the hardware printed
+above the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+from _common import (  # noqa: E402
+    CASES,
+    batch,
+    compiled,
+    environment,
+    have_keras_cv,
+    identity,
+    images_per_second,
+    study_policy_celltl,
+    study_policy_kerascv,
+    tf_data_epoch,
+)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def measure_layers(batch_sizes, modes, rounds):
+    import tensorflow as tf
+
+    rows = []
+    for bs in batch_sizes:
+        x = tf.constant(batch(bs))
+        data = np.concatenate([batch(bs, seed=s) for s in range(4)])
+        impls = {"identity": {"identity (copy)": identity}}
+        impls.update(CASES)
+        for layer, table in impls.items():
+            for impl, factory in table.items():
+                for mode in modes:
+                    if impl == "keras-cv" and not have_keras_cv():
+                        rows.append((bs, layer, impl, mode, None, "keras-cv not installed"))
+                        continue
+                    obj = factory()
+                    if mode == "jit" and (
+                        impl == "keras-cv" or not getattr(obj, "supports_jit", True)
+                    ):
+                        rows.append((bs, layer, impl, mode, None, "no XLA support"))
+                        continue
+                    try:
+                        if mode == "tf.data":
+                            fn, n = tf_data_epoch(obj, data, bs), len(data)
+                        else:
+                            f = compiled(obj, jit=(mode == "jit"))
+                            fn, n = (lambda f=f: f(x).numpy()), bs
+                        ips = images_per_second(fn, n, rounds=rounds)
+                        rows.append((bs, layer, impl, mode, ips, ""))
+                    except Exception as e:  # a baseline that fails is reported
+                        rows.append((bs, layer, impl, mode, None, f"failed: {type(e).__name__}"))
+                    log(f"batch {bs} {layer:16s} {impl:16s} {mode:12s} {rows[-1][4] or rows[-1][5]}")
+    return rows
+
+
+def measure_policy(bs, rounds):
+    import tensorflow as tf
+
+    x = tf.constant(batch(bs))
+    out = []
+    for impl, factory in [("celltl study_policy", study_policy_celltl),
+                          ("keras-cv RandomAugmentationPipeline", study_policy_kerascv)]:
+        if "keras-cv" in impl and not have_keras_cv():
+            out.append((impl, None, None, "keras-cv not installed"))
+            continue
+        f = compiled(factory())
+        start = time.perf_counter()
+        f(x).numpy()
+        first = time.perf_counter() - start
+        ips = images_per_second(lambda: f(x).numpy(), bs, rounds=rounds, warmup=2)
+        out.append((impl, ips, first, ""))
+        log(f"policy {impl}: {ips:.0f} img/s (first call {first:.1f} s)")
+    return out
+
+
+def measure_training_overhead(bs, steps, backbone):
+    """Step time of a classifier with and without on-device augmentation."""
+    import keras
+    import tensorflow as tf
+
+    from celltl import build_classifier, study_policy
+
+    x = batch(bs, "uint8")
+    y = np.arange(bs) % 8
+    out = []
+    for label, aug in [("no augmentation", None), ("with study_policy", study_policy(seed=0))]:
+        keras.utils.set_random_seed(0)
+        model = build_classifier(backbone, num_classes=8, input_shape=(96, 96, 3),
+                                 augmentation=aug)
+        model.compile(keras.optimizers.AdamW(1e-3), "sparse_categorical_crossentropy")
+        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm-up
+        start = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        out.append((label, (time.perf_counter() - start) / steps))
+        log(f"training step {label}: {out[-1][1] * 1000:.0f} ms")
+    return out
+
+
+def measure_sampler(rounds):
+    import bench_sampler as bs
+
+    x, y = bs.make_data()
+    out = []
+    for kind in ("balanced", "plain"):
+        it = iter(bs.build(kind, x, y))
+        next(it)
+
+        def run(it=it):
+            for _ in range(bs.BATCHES_PER_ROUND):
+                next(it)
+
+        per_s = images_per_second(run, bs.BATCHES_PER_ROUND, rounds=rounds, warmup=1)
+        out.append((kind, per_s))
+        log(f"sampler {kind}: {per_s:.1f} batches/s")
+    return out
+
+
+def fmt(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command):
+    lines = ["# celltl benchmark results", ""]
+    lines += [f"Command: `{command}`", ""]
+    lines += ["| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in env.items()]
+    lines += ["", "## Per layer (96x96x3 float32, images/s, median of rounds)", ""]
+    lines += ["Ratio: celltl images/s divided by that row's images/s (same batch and mode;"
+              " for celltl rows, against the fastest baseline).", ""]
+    lines += ["| batch | layer | implementation | mode | images/s | celltl / this |",
+              "|---:|---|---|---|---:|---:|"]
+    index = {(r[0], r[1], r[2], r[3]): r[4] for r in layer_rows}
+    for bs, layer, impl, mode, ips, note in layer_rows:
+        ref = index.get((bs, layer, "celltl", mode))
+        if impl == "celltl":
+            base = [v for (b, l, i, m), v in index.items()
+                    if b == bs and l == layer and m in (mode, "tf.function") and i not in ("celltl",) and v]
+            ratio = f"{ips / max(base):.1f}x vs best baseline" if ips and base else ""
+        elif layer == "identity":
+            ratio = ""
+        else:
+            ratio = f"{ref / ips:.1f}x" if ref and ips else ""
+        lines.append(f"| {bs} | {layer} | {impl} | {mode} | {fmt(ips) if ips else note} | {ratio} |")
+    if policy_rows:
+        lines += ["", "## The study's whole policy (tf.function, images/s)", "",
+                  "| implementation | images/s | first call (trace, s) | celltl / this |",
+                  "|---|---:|---:|---:|"]
+        ours = policy_rows[0][1]
+        for impl, ips, first, note in policy_rows:
+            ratio = f"{ours / ips:.1f}x" if ips and ours else ""
+            lines.append(f"| {impl} | {fmt(ips) if ips else note} | {fmt(first, 1)} | {ratio} |")
+    if train_rows:
+        base = train_rows[0][1]
+        lines += ["", "## Augmentation share of a training step", "",
+                  "| model | step time (ms) | augmentation share |", "|---|---:|---:|"]
+        for label, t in train_rows:
+            share = f"{(t - base) / t:.0%}" if t != base else "0%"
+            lines.append(f"| {label} | {t * 1000:,.0f} | {share} |")
+    if sampler_rows:
+        lines += ["", "## Balanced sampler (batches of 128 x 96x96x3 uint8, batches/s)", "",
+                  "| pipeline | batches/s |", "|---|---:|"]
+        lines += [f"| {k} | {v:,.1f} |" for k, v in sampler_rows]
+        lines += ["", "Peak memory: `pytest benchmarks/bench_sampler.py` records it in the "
+                  "benchmark JSON (`extra_info`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 rounds, no training row")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backbone", default="efficientnetv2_b0",
+                        help="model for the training-overhead row")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
+    batch_sizes = [32] if args.quick else [32, 128, 512]
+    env = environment()
+    log("environment:", env)
+    layer_rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
+    policy_rows = measure_policy(32 if args.quick else 128, rounds)
+    train_rows = [] if args.quick else measure_training_overhead(32, 5, args.backbone)
+    sampler_rows = measure_sampler(rounds)
+    command = "python benchmarks/report.py" + (" --quick" if args.quick else "")
+    text = render(env, layer_rows, policy_rows, train_rows, sampler_rows, command)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

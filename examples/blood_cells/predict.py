@@ -1,0 +1,139 @@
+"""Classify blood-cell images with a model saved by train.py.
+
+    python examples/blood_cells/predict.py runs/blood_cells/model.keras cell.png
+    python examples/blood_cells/predict.py MODEL FOLDER_OF_IMAGES --top 3
+    python examples/blood_cells/predict.py MODEL cells.npz --limit 20
+
+Class names come from ``labels.json`` next to the model (written by train.py).
+Prints one line per image: its name, the predicted class and probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+
+
+class UserError(Exception):
+    pass
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="predict.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="a .keras model saved by train.py")
+    p.add_argument("inputs", help="an image file, a folder of images (searched "
+                   "recursively) or an .npz with an 'images' key")
+    p.add_argument("--labels", default=None,
+                   help="labels.json with class_names (default: next to the model)")
+    p.add_argument("--top", type=int, default=3, help="classes shown per image")
+    p.add_argument("--limit", type=int, default=0, help="classify at most this "
+                   "many images, 0 = all")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    return p.parse_args(argv)
+
+
+def read_inputs(path: Path, size: int, limit: int):
+    """Returns ``(names, uint8 images (N, size, size, 3))``."""
+    import numpy as np
+    from PIL import Image
+
+    if not path.exists():
+        raise UserError(f"no such file or folder: {path}")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                keys = [k for k in ("images", "test_images") if k in d.files]
+                if not keys:
+                    raise UserError(f"{path} has no 'images' (or 'test_images') key; "
+                                    f"keys: {sorted(d.files)}")
+                images = d[keys[0]][: limit or None]
+        except (OSError, ValueError) as err:
+            raise UserError(f"could not read {path} as .npz: {err}") from None
+        if images.ndim == 3:
+            images = np.repeat(images[..., None], 3, -1)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise UserError(f"'images' in {path} must be (N, H, W, 3); "
+                            f"got {images.shape}")
+        names = [f"{path.name}[{i}]" for i in range(len(images))]
+        pil = [Image.fromarray(np.asarray(im, np.uint8)) for im in images]
+    else:
+        files = ([path] if path.is_file() else sorted(
+            f for f in path.rglob("*")
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")))
+        files = files[: limit or None]
+        if not files:
+            raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                            f"found in {path}")
+        names, pil = [], []
+        for f in files:
+            try:
+                pil.append(Image.open(f).convert("RGB"))
+            except OSError as err:
+                raise UserError(f"could not read image {f}: {err}") from None
+            names.append(str(f.relative_to(path)) if path.is_dir() else f.name)
+    out = np.empty((len(pil), size, size, 3), np.uint8)
+    for i, im in enumerate(pil):
+        side = min(im.size)  # centre-crop to a square, as the data was prepared
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+        out[i] = np.asarray(im.resize((size, size), Image.LANCZOS))
+    return names, out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args):
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise UserError(f"no such model file: {model_path}")
+    labels = Path(args.labels) if args.labels else model_path.with_name("labels.json")
+    class_names = None
+    if labels.is_file():
+        meta = json.loads(labels.read_text())
+        class_names = meta.get("class_names")
+        if meta.get("synthetic"):
+            print("NOTE: this model was trained on SYNTHETIC cells, not real ones.")
+    import keras
+
+    import celltl.layers  # noqa: F401  registers celltl's layers for loading
+    import celltl.models  # noqa: F401
+    import celltl.training  # noqa: F401
+
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as err:  # keras raises many types for a bad file
+        raise UserError(f"could not load {model_path}: "
+                        f"{str(err).splitlines()[0]}") from None
+    size = int(model.input_shape[1])
+    k = int(model.output_shape[-1])
+    if not class_names or len(class_names) != k:
+        class_names = [f"class_{i}" for i in range(k)]
+    names, images = read_inputs(Path(args.inputs), size, args.limit)
+    probs = model.predict(images, batch_size=args.batch_size, verbose=0)
+    top = max(1, min(args.top, k))
+    width = max(len(n) for n in names)
+    for name, p in zip(names, probs):
+        order = p.argsort()[::-1][:top]
+        shown = "  ".join(f"{class_names[c]} {p[c]:.3f}" for c in order)
+        print(f"{name:{width}s}  {class_names[order[0]]:14s} | {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

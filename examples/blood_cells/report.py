@@ -1,0 +1,152 @@
+"""Metrics and pictures for the blood-cell example (NumPy + matplotlib only)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def classification_metrics(y_true, probs, class_names) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(probs).argmax(axis=-1)
+    k = len(class_names)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(0), cm.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    present = actual > 0
+    return {
+        "accuracy": float(tp.sum() / max(1, cm.sum())),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1": float(f1[c]),
+                "support": int(actual[c]),
+            }
+            for c, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def save_confusion_matrix(cm, class_names, path, title):
+    plt = _plt()
+    cm = np.asarray(cm)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k), dpi=110)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_history(csv_paths):
+    """Concatenates CSVLogger files (one per phase) into ``{key: [values]}`` and
+    returns the list of epoch counts per phase."""
+    history, lengths = {}, []
+    for path in csv_paths:
+        if not os.path.isfile(path):
+            lengths.append(0)
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        lengths.append(len(rows))
+        for row in rows:
+            for key, value in row.items():
+                if key == "epoch":
+                    continue
+                try:
+                    history.setdefault(key, []).append(float(value))
+                except (TypeError, ValueError):
+                    pass
+    return history, lengths
+
+
+def save_training_curves(history, phase_lengths, phase_names, path, title):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, marker=".",
+                        label=(prefix or "train_") + key)
+        start = 0
+        for n, name in zip(phase_lengths, phase_names):
+            if n and start:
+                ax.axvline(start + 0.5, color="grey", lw=0.8)
+            if n:
+                ax.text(start + 0.6, ax.get_ylim()[1], name, va="top", fontsize=7,
+                        color="grey")
+            start += n
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_augmentation_grid(originals, augmented, labels, class_names, path, title):
+    """Row pairs: originals above, the same images as the policy changed them."""
+    plt = _plt()
+    n = len(originals)
+    cols = min(8, n)
+    pairs = -(-n // cols)
+    fig, axes = plt.subplots(2 * pairs, cols, figsize=(1.5 * cols, 3.2 * pairs), dpi=100)
+    axes = np.asarray(axes).reshape(2 * pairs, cols)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        r, c = 2 * (i // cols), i % cols
+        axes[r, c].imshow(np.asarray(originals[i]).astype(np.uint8))
+        axes[r, c].set_title(class_names[int(labels[i])], fontsize=7)
+        img = np.clip(np.asarray(augmented[i], np.float32), 0, 255).astype(np.uint8)
+        axes[r + 1, c].imshow(img)
+        axes[r + 1, c].set_title("augmented", fontsize=6, color="grey")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_json(obj, path):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+    return path

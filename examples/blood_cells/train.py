@@ -1,0 +1,655 @@
+"""Blood-cell classification with celltl, from raw images to a saved model.
+
+The nine steps: load, audit and clean, split, balance, augment, model, train
+(head, then fine-tuning), evaluate, save. Every output goes under
+``--output-dir``. Run ``python examples/blood_cells/train.py --help``.
+
+Profiles:
+  quick  a few minutes on a 2-core CPU: MobileNetV3Small at 64x64 trained
+         from scratch (BatchNorm momentum 0.9) on at most 2,000 training
+         images, 20 epochs, a light augmentation policy.
+  full   the study's recipe: ConvNeXtTiny with ImageNet weights at 96x96,
+         head then full fine-tuning, the study's whole dynamic policy,
+         batch 512 on a GPU. Meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROFILES = {
+    "quick": dict(
+        backbone="mobilenetv3_small", image_size=64, weights="none",
+        head_epochs=2, epochs=20, max_train_images=2000, max_eval_images=1000,
+        synthetic_images=1600, policy="light", patience=3, cpu_batch=32,
+        gpu_batch=256,
+    ),
+    "full": dict(
+        backbone="convnext_tiny", image_size=96, weights="imagenet",
+        head_epochs=5, epochs=30, max_train_images=0, max_eval_images=0,
+        synthetic_images=8000, policy="study", patience=5, cpu_batch=32,
+        gpu_batch=512,
+    ),
+}
+MIN_IMAGE_SIZE = 32
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Flags left unset take the profile's value (printed at start).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", default="synthetic",
+                   help="'synthetic' (celltl's generated demo cells, NOT real), "
+                        "'bloodmnist[:SIZE]' (downloaded once, cached), a study or "
+                        "MedMNIST .npz file, or a folder of class sub-folders")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="quick: minutes on a CPU; full: the study's recipe (GPU)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"square image side in pixels, >= {MIN_IMAGE_SIZE} "
+                        "(quick: 64, full: 96)")
+    p.add_argument("--backbone", default=None,
+                   help="one of celltl.models.BACKBONES (quick: mobilenetv3_small, "
+                        "full: convnext_tiny)")
+    p.add_argument("--weights", default=None,
+                   help="'imagenet', 'none' (train from scratch) or a weights "
+                        "file (quick: none, full: imagenet)")
+    p.add_argument("--unfreeze", choices=("all", "gradual"), default="all",
+                   help="phase 2: unfreeze the whole backbone at once (the study's "
+                        "choice) or block by block from the top (GradualUnfreezer)")
+    p.add_argument("--balance", choices=("sampler", "class-weights"),
+                   default="sampler",
+                   help="class-balancing sampler for training, or class weights "
+                        "in the loss")
+    p.add_argument("--augment-on", choices=("model", "data"), default="model",
+                   help="run the augmentation policy inside the model (on the "
+                        "accelerator) or in the tf.data pipeline")
+    p.add_argument("--policy", choices=("light", "study"), default=None,
+                   help="augmentation policy: 'study' = celltl.study_policy; "
+                        "'light' = flips, rotation/zoom and one of GridMask/"
+                        "Cutout/Shear/ColorDegenerate (quick: light, full: study)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the 8 flips/rotations")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of phase 2 (quick: 20, full: 30)")
+    p.add_argument("--head-epochs", type=int, default=None,
+                   help="epochs of phase 1 (head only); skipped without "
+                        "pretrained weights (quick: 2, full: 5)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size (CPU: 32; GPU: quick 256, full 512)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of phase 2 (1e-4 fine-tuning "
+                        "pretrained weights, 2e-3 from scratch)")
+    p.add_argument("--max-train-images", type=int, default=None,
+                   help="stratified subset of the training split, 0 = all "
+                        "(quick: 2000, full: 0)")
+    p.add_argument("--max-eval-images", type=int, default=None,
+                   help="cap on validation and test images each, 0 = all "
+                        "(quick: 1000, full: 0)")
+    p.add_argument("--synthetic-images", type=int, default=None,
+                   help="number of synthetic images with --data synthetic "
+                        "(quick: 1600, full: 8000)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs (quick: 3, full: 5)")
+    p.add_argument("--devices", default=None,
+                   help="'cpu:N' splits the CPU into N logical devices and trains "
+                        "with MirroredStrategy (tests the multi-device path); "
+                        "default: all GPUs, MultiWorkerMirroredStrategy if "
+                        "TF_CONFIG is set")
+    p.add_argument("--output-dir", default="runs/blood_cells",
+                   help="every output goes here; rerunning the same command "
+                        "resumes an interrupted run")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, sampler, "
+                   "augmentation and initialisation")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                   help="Keras progress: 1 = bars (default on a terminal), "
+                        "2 = one line per epoch (default otherwise), 0 = silent")
+    p.add_argument("--interrupt-after-epoch", type=int, default=None,
+                   help=argparse.SUPPRESS)  # testing: hard exit like a kill
+    args = p.parse_args(argv)
+    prof = PROFILES[args.profile]
+    for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
+                "max_train_images", "max_eval_images", "synthetic_images",
+                "patience", "policy"):
+        if getattr(args, key) is None:
+            setattr(args, key, prof[key])
+    if args.verbose is None:
+        args.verbose = 1 if sys.stdout.isatty() else 2
+    return args
+
+
+def check_args(args):
+    if args.image_size < MIN_IMAGE_SIZE:
+        raise UserError(
+            f"--image-size must be at least {MIN_IMAGE_SIZE} (every backbone "
+            f"downsamples by 32). Received: --image-size {args.image_size}")
+    for flag in ("epochs", "head_epochs", "max_train_images", "max_eval_images",
+                 "patience"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 0. "
+                            f"Received: {getattr(args, flag)}")
+    if args.synthetic_images < 16:
+        raise UserError("--synthetic-images must be >= 16. "
+                        f"Received: {args.synthetic_images}")
+    from celltl.models import BACKBONES
+    from celltl.models.backbones import _canonical
+
+    try:
+        args.backbone = _canonical(args.backbone)
+    except ValueError:
+        raise UserError(f"unknown --backbone {args.backbone!r}; choose one of "
+                        f"{', '.join(BACKBONES)}") from None
+    if args.weights.lower() == "none":
+        args.weights = None
+    elif args.weights != "imagenet" and not os.path.isfile(args.weights):
+        raise UserError(f"--weights must be 'imagenet', 'none' or an existing "
+                        f"weights file. Not found: {args.weights}")
+    if args.devices is not None:
+        kind, _, n = args.devices.partition(":")
+        if kind != "cpu" or not n.isdigit() or int(n) < 1:
+            raise UserError(f"--devices must look like 'cpu:2'. "
+                            f"Received: {args.devices!r}")
+
+
+def step(n, text):
+    print(f"\n[{n}/9] {text}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# Devices and distribution
+# --------------------------------------------------------------------------
+
+
+def setup_devices(args):
+    """Returns ``(strategy, on_gpu, description)``; call before any TF op."""
+    import tensorflow as tf
+
+    if args.devices:
+        n = int(args.devices.split(":")[1])
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+        names = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return (tf.distribute.MirroredStrategy(names), False,
+                f"MirroredStrategy over {n} logical CPU devices")
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if os.environ.get("TF_CONFIG"):
+        return (tf.distribute.MultiWorkerMirroredStrategy(), bool(gpus),
+                "MultiWorkerMirroredStrategy from TF_CONFIG")
+    if len(gpus) > 1:
+        return (tf.distribute.MirroredStrategy(), True,
+                f"MirroredStrategy over {len(gpus)} GPUs")
+    if gpus:
+        return tf.distribute.get_strategy(), True, "1 GPU"
+    return tf.distribute.get_strategy(), False, "CPU"
+
+
+def setup_precision(on_gpu):
+    import keras
+    import tensorflow as tf
+
+    if not on_gpu:
+        return "float32"
+    details = tf.config.experimental.get_device_details(
+        tf.config.list_physical_devices("GPU")[0])
+    major = (details.get("compute_capability") or (0, 0))[0]
+    policy = "mixed_bfloat16" if major >= 8 else "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+# --------------------------------------------------------------------------
+# Steps 1-3: data
+# --------------------------------------------------------------------------
+
+
+def resize(images, size):
+    if images.shape[1:3] == (size, size):
+        return images
+    import numpy as np
+    import tensorflow as tf
+
+    out = []
+    for start in range(0, len(images), 512):
+        batch = tf.image.resize(images[start:start + 512], (size, size),
+                                method="area" if images.shape[1] > size else "bicubic",
+                                antialias=True)
+        out.append(np.clip(np.round(batch.numpy()), 0, 255).astype("uint8"))
+    return np.concatenate(out)
+
+
+def load_data(args):
+    import numpy as np
+
+    from celltl.data import SYNTHETIC_NOTICE, BLOODMNIST_SIZES, load_images, \
+        make_synthetic_cells
+
+    if args.data.lower() == "synthetic":
+        x, y, names = make_synthetic_cells(args.synthetic_images,
+                                           image_size=args.image_size, seed=args.seed)
+        print(f"  {SYNTHETIC_NOTICE}")
+        return x, y, tuple(names), {}, "synthetic", True
+    text = args.data
+    if text.lower().startswith("bloodmnist") and not os.path.exists(text):
+        # Pick the smallest published size >= --image-size unless one is named.
+        if ":" not in text:
+            side = next((s for s in BLOODMNIST_SIZES if s >= args.image_size),
+                        BLOODMNIST_SIZES[-1])
+            text = f"bloodmnist:{side}"
+        cells = load_images(text)
+    else:
+        if not os.path.exists(text):
+            raise UserError(f"--data: no such file or folder: {text}")
+        cells = load_images(text, image_size=args.image_size)
+    images = resize(cells.images, args.image_size)
+    splits = {k: np.asarray(v) for k, v in cells.splits.items()}
+    return images, cells.labels, tuple(cells.class_names), splits, cells.source, False
+
+
+def audit_and_clean(x, y, names, splits, out_dir):
+    import numpy as np
+
+    from celltl.data import audit_duplicates, clean_duplicates
+
+    report = audit_duplicates(x, y, class_names=names)
+    result = clean_duplicates(x, y, report)
+    for line in str(report).splitlines()[:4]:
+        print(" ", line)
+    print(f"  kept {result.kept.size} images, dropped {result.dropped.size}"
+          + (f" (cross-class: {report.cross_class_indices.size})"
+             if result.dropped.size else ""))
+    with open(out_dir / "audit.md", "w") as f:
+        f.write(report.to_markdown() + "\n## Dropped\n\n" + str(result) + "\n")
+    if splits:  # re-index the official splits onto the kept images
+        new_index = -np.ones(len(x), np.int64)
+        new_index[result.kept] = np.arange(result.kept.size)
+        splits = {k: new_index[v][new_index[v] >= 0] for k, v in splits.items()}
+    summary = {"images_in": int(len(x)), "dropped": int(result.dropped.size),
+               "cross_class_dropped": int(report.cross_class_indices.size),
+               "exact_groups": len(report.exact_groups),
+               "near_groups": len(report.near_groups)}
+    return result.images, np.asarray(result.labels), splits, summary
+
+
+def subset(idx, labels, cap, seed):
+    """A stratified subset of ``idx`` of at most ``cap`` images (0 = all)."""
+    import numpy as np
+
+    from celltl.data import stratified_split
+
+    if not cap or idx.size <= cap:
+        return idx
+    keep = stratified_split(labels[idx], val=0.0, test=1.0 - cap / idx.size - 1e-9,
+                            seed=seed).train
+    return idx[keep]
+
+
+def split_data(x, y, splits, args):
+    from celltl.data import stratified_split
+
+    if {"train", "val", "test"} <= set(splits):
+        parts, how = (splits["train"], splits["val"], splits["test"]), "official"
+    else:
+        parts = stratified_split(y, val=0.15, test=0.2, seed=args.seed)
+        how = "stratified 65/15/20, seed %d" % args.seed
+    tr, va, te = parts
+    tr = subset(tr, y, args.max_train_images, args.seed)
+    va = subset(va, y, args.max_eval_images, args.seed + 1)
+    te = subset(te, y, args.max_eval_images, args.seed + 2)
+    return tr, va, te, how
+
+
+# --------------------------------------------------------------------------
+# Step 5: augmentation
+# --------------------------------------------------------------------------
+
+
+def make_policy(kind, seed):
+    import keras
+
+    from celltl import ColorDegenerate, Cutout, GridMask, RandomAffine, \
+        RandomApply, RandomChoice, Shear, study_policy
+
+    if kind == "study":
+        return study_policy(num=2, rate=0.8, magnitude=0.3, seed=seed)
+
+    def s(i):
+        return seed * 1000 + i
+
+    return keras.layers.Pipeline([
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=s(1)),
+        RandomAffine(rotation=180.0, zoom=(-0.1, 0.1), seed=s(2), name="rotate"),
+        RandomApply(RandomChoice([
+            GridMask(seed=s(3)),
+            Cutout(num_holes=(1, 2), seed=s(4)),
+            Shear(x_factor=0.2, y_factor=0.2, seed=s(5)),
+            ColorDegenerate(factor=(0.0, 0.6), seed=s(6)),
+        ], num=1, seed=s(7)), rate=0.5, seed=s(8)),
+    ], name="light_policy")
+
+
+# --------------------------------------------------------------------------
+# Steps 6-7: model and training
+# --------------------------------------------------------------------------
+
+
+def build_model(args, num_classes, policy):
+    import keras
+
+    from celltl.models import build_classifier
+
+    try:
+        model = build_classifier(
+            args.backbone, num_classes=num_classes,
+            input_shape=(args.image_size, args.image_size, 3),
+            augmentation=policy if args.augment_on == "model" else None,
+            weights=args.weights)
+    except RuntimeError as err:  # ImageNet weights unavailable (offline)
+        raise UserError(
+            f"could not get ImageNet weights for {args.backbone} (offline?). "
+            "Rerun with --weights none (train from scratch) or --weights PATH "
+            "(a local weights file).") from err
+    except ValueError as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    if args.weights is None:
+        # From scratch, BatchNorm's moving statistics must keep up with fast
+        # changing weights: MobileNetV3's momentum 0.999 leaves them stale
+        # after a few hundred steps, and the model fails at inference.
+        for layer in model.layers[-2].layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, 0.9)
+    return model
+
+
+def train_phase(model, name, *, train_ds, val_ds, steps, epochs, lr, args,
+                out_dir, class_weight, extra_callbacks=(), warmup=False):
+    """One ``fit`` with early stopping, a cosine schedule, checkpoints,
+    ``BackupAndRestore`` and a CSV log. A finished phase leaves
+    ``<name>.done.weights.h5`` and is skipped (its weights loaded) on rerun."""
+    import keras
+
+    done = out_dir / "checkpoints" / f"{name}.done.weights.h5"
+    if done.exists():
+        print(f"  {name}: already finished in an earlier run, loading its weights")
+        model.load_weights(done)
+        return
+    total = max(1, epochs * steps)
+    warm = min(steps, total // 4) if warmup else 0
+    schedule = keras.optimizers.schedules.CosineDecay(
+        lr / 10 if warm else lr, decay_steps=total - warm, alpha=0.01,
+        warmup_target=lr if warm else None, warmup_steps=warm)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+        jit_compile="auto" if args.on_gpu else False)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / name)),
+        keras.callbacks.CSVLogger(str(out_dir / f"history_{name}.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / "checkpoints" / f"{name}_best.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                      restore_best_weights=True),
+        *extra_callbacks,
+    ]
+    if args.interrupt_after_epoch is not None:
+        callbacks.append(HardExit(args.interrupt_after_epoch))
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+              steps_per_epoch=steps, class_weight=class_weight, shuffle=False,
+              callbacks=callbacks, verbose=args.verbose)
+    best = out_dir / "checkpoints" / f"{name}_best.weights.h5"
+    if best.exists():  # EarlyStopping only restores when it stopped early
+        model.load_weights(best)
+    model.save_weights(done)
+
+
+class HardExit:
+    """Testing aid: ends the process (no clean-up, like a kill) after epoch N."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class _HardExit(keras.callbacks.Callback):
+            def on_epoch_end(self, e, logs=None):
+                if e + 1 >= epoch:
+                    print(f"\n  [test] simulating a kill after epoch {e + 1}",
+                          flush=True)
+                    os._exit(3)
+
+        return _HardExit()
+
+
+# --------------------------------------------------------------------------
+# Step 8: evaluation
+# --------------------------------------------------------------------------
+
+
+def predict_probs(model, images, batch_size, tta, verbose):
+    import numpy as np
+
+    probs = model.predict(images, batch_size=batch_size, verbose=verbose)
+    if not tta:
+        return probs
+    views = 1
+    for k in range(4):
+        for flip in (False, True):
+            if k == 0 and not flip:
+                continue
+            v = np.rot90(images, k, axes=(1, 2))
+            v = v[:, :, ::-1] if flip else v
+            probs = probs + model.predict(np.ascontiguousarray(v),
+                                          batch_size=batch_size, verbose=0)
+            views += 1
+    return probs / views
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+
+def main(argv=None):
+    try:
+        return run(parse_args(argv))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, ConnectionError) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def run(args):
+    t0 = time.time()
+    check_args(args)
+    out_dir = Path(args.output_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    strategy, args.on_gpu, where = setup_devices(args)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    precision = setup_precision(args.on_gpu)
+    keras.utils.set_random_seed(args.seed)
+    batch = args.batch_size or PROFILES[args.profile][
+        "gpu_batch" if args.on_gpu else "cpu_batch"]
+    from_scratch = args.weights is None
+    lr = args.lr or (2e-3 if from_scratch else 1e-4)
+    head_epochs = 0 if from_scratch else args.head_epochs
+
+    step(1, f"Load {args.data}")
+    x, y, names, splits, source, synthetic = load_data(args)
+    tag = "SYNTHETIC DATA - " if synthetic else ""
+    print(f"  {len(x)} images {x.shape[1]}x{x.shape[2]}, {len(names)} classes: "
+          f"{', '.join(names)}")
+    print(f"  class counts: {np.bincount(y, minlength=len(names)).tolist()}")
+
+    step(2, "Audit duplicates and clean")
+    x, y, splits, audit = audit_and_clean(x, y, names, splits, out_dir)
+
+    step(3, "Split")
+    tr, va, te, how = split_data(x, y, splits, args)
+    if min(tr.size, va.size, te.size) == 0:
+        raise UserError(f"too few images to split ({len(x)}): need some in "
+                        "train, validation and test")
+    x_tr, y_tr, x_va, y_va, x_te, y_te = x[tr], y[tr], x[va], y[va], x[te], y[te]
+    print(f"  {how}: train {tr.size}, validation {va.size}, test {te.size}"
+          + (f" (train capped at --max-train-images {args.max_train_images})"
+             if args.max_train_images else ""))
+
+    print(f"\n  profile {args.profile}: backbone {args.backbone}, image "
+          f"{args.image_size}x{args.image_size}, weights "
+          f"{args.weights or 'none (from scratch)'}, training subset {tr.size} "
+          f"images, epochs {head_epochs} head + {args.epochs} fine-tune, batch "
+          f"{batch}, lr {lr:g}, policy {args.policy} on {args.augment_on}, "
+          f"balance {args.balance}, unfreeze {args.unfreeze}")
+    print(f"  devices: {where}, {strategy.num_replicas_in_sync} replica(s), "
+          f"precision {precision}" + (", XLA auto" if args.on_gpu else ""))
+
+    step(4, f"Balance ({args.balance})")
+    from celltl.data import balanced_dataset, class_weights
+
+    step5_policy = make_policy(args.policy, args.seed)
+    data_aug = step5_policy if args.augment_on == "data" else None
+    if args.balance == "sampler":
+        train_ds, steps = balanced_dataset(x_tr, y_tr, batch_size=batch,
+                                           seed=args.seed, augment=data_aug,
+                                           num_classes=len(names))
+        cw = None
+        print(f"  balanced sampler: {steps} steps of {batch} per epoch, every "
+              "class drawn equally often")
+    else:
+        cw = class_weights(y_tr, num_classes=len(names))
+        steps = -(-tr.size // batch)
+        train_ds = (tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
+                    .shuffle(tr.size, seed=args.seed, reshuffle_each_iteration=True)
+                    .repeat().batch(batch))
+        if data_aug is not None:
+            train_ds = train_ds.map(lambda a, b: (data_aug(a, training=True), b),
+                                    num_parallel_calls=tf.data.AUTOTUNE)
+        train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+        print("  class weights: " + ", ".join(f"{names[k]} {w:.2f}"
+                                              for k, w in cw.items()))
+    val_ds = tf.data.Dataset.from_tensor_slices((x_va, y_va)).batch(batch).prefetch(2)
+
+    step(5, f"Augment ({args.policy} policy, in the {args.augment_on})")
+    import report
+
+    pick = np.random.default_rng(args.seed).choice(tr.size, min(16, tr.size),
+                                                   replace=False)
+    sample = x_tr[pick]
+    preview = make_policy(args.policy, args.seed + 99)
+    augmented = keras.ops.convert_to_numpy(
+        preview(sample.astype("float32"), training=True))
+    grid = report.save_augmentation_grid(
+        sample, augmented, y_tr[pick], names,
+        out_dir / "augmentation_grid.png",
+        f"{tag}{args.policy} policy: originals and augmented")
+    print(f"  wrote {grid}")
+
+    step(6, f"Model: {args.backbone}")
+    with strategy.scope():
+        model = build_model(args, len(names), step5_policy)
+    print(f"  {model.count_params():,} parameters")
+
+    step(7, "Train")
+    from celltl.training import GradualUnfreezer, freeze, unfreeze
+
+    common = dict(train_ds=train_ds, val_ds=val_ds, steps=steps, args=args,
+                  out_dir=out_dir, class_weight=cw)
+    phases = []
+    with strategy.scope():
+        if head_epochs:
+            print(f"  phase 1: head on a frozen backbone, {head_epochs} epochs, "
+                  "AdamW lr 1e-3")
+            freeze(model)
+            train_phase(model, "phase1_head", epochs=head_epochs, lr=1e-3, **common)
+            phases.append("phase1_head")
+        else:
+            print("  phase 1 skipped: no pretrained weights, a frozen random "
+                  "backbone has nothing to offer; training all layers")
+        extra = []
+        if args.unfreeze == "gradual" and not from_scratch:
+            freeze(model)
+            extra = [GradualUnfreezer(every=1, verbose=1)]
+            print(f"  phase 2: gradual unfreezing from the top, {args.epochs} "
+                  f"epochs, lr {lr:g}")
+        else:
+            unfreeze(model, train_norm=from_scratch)
+            print(f"  phase 2: all layers, {args.epochs} epochs, lr {lr:g}"
+                  + (" (BatchNorm trained too: from scratch)" if from_scratch else
+                     " (normalization layers frozen, as in the study)"))
+        train_phase(model, "phase2_fine_tune", epochs=args.epochs, lr=lr,
+                    extra_callbacks=extra, warmup=from_scratch, **common)
+        phases.append("phase2_fine_tune")
+
+    step(8, "Evaluate on the test split" + (" with 8-view TTA" if args.tta else ""))
+    probs = predict_probs(model, x_te, batch, args.tta, verbose=args.verbose and 1)
+    metrics = report.classification_metrics(y_te, probs, names)
+    history, lengths = report.read_history(
+        [out_dir / f"history_{p}.csv" for p in phases])
+    report.save_confusion_matrix(
+        metrics["confusion_matrix"], names, out_dir / "confusion_matrix.png",
+        f"{tag}{args.backbone}, test accuracy {metrics['accuracy']:.3f}, "
+        f"macro-F1 {metrics['macro_f1']:.3f}")
+    report.save_training_curves(history, lengths, phases,
+                                out_dir / "training_curves.png",
+                                f"{tag}{args.backbone} on {source}")
+    print(f"  accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}"
+          f"   (chance {1 / len(names):.3f})")
+    print("  class          precision  recall  support")
+    for name, row in metrics["per_class"].items():
+        print(f"  {name:14s} {row['precision']:9.3f} {row['recall']:7.3f} "
+              f"{row['support']:8d}")
+
+    step(9, "Save")
+    model_path = out_dir / "model.keras"
+    model.save(model_path)
+    report.write_json({"class_names": list(names), "image_size": args.image_size,
+                       "synthetic": synthetic}, out_dir / "labels.json")
+    minutes = (time.time() - t0) / 60
+    report.write_json({
+        "data": source, "synthetic": synthetic,
+        "notice": ("SYNTHETIC DATA: not real blood cells; these numbers say "
+                   "nothing about real cells") if synthetic else "",
+        "class_names": list(names), **{k: metrics[k] for k in (
+            "accuracy", "macro_f1", "balanced_accuracy", "per_class",
+            "confusion_matrix")},
+        "tta": args.tta, "test_images": int(te.size), "train_images": int(tr.size),
+        "val_images": int(va.size), "split": how, "audit": audit,
+        "epochs_run": dict(zip(phases, lengths)),
+        "config": {k: v for k, v in vars(args).items()
+                   if k not in ("interrupt_after_epoch",)},
+        "batch_size": batch, "lr": lr, "devices": where, "precision": precision,
+        "wall_minutes": round(minutes, 2),
+    }, out_dir / "metrics.json")
+    print(f"  wrote {model_path}, labels.json, metrics.json, confusion_matrix.png, "
+          f"training_curves.png, augmentation_grid.png, audit.md in {out_dir}")
+    print(f"  done in {minutes:.1f} min. Try: python {HERE / 'predict.py'} "
+          f"{model_path} IMAGE_OR_FOLDER_OR_NPZ")
+    if synthetic:
+        print("  REMINDER: trained and evaluated on SYNTHETIC data.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
