@@ -26,10 +26,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "myst_parser",
     "celltl_docs_figures",
+    "celltl_docs_api",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 autosummary_generate = True
 autodoc_default_options = {
     "members": True,
@@ -51,7 +52,8 @@ html_title = f"celltl {release}"
 html_static_path = ["_static"]
 templates_path = ["_templates"]
 
-# The build never touches the network: no intersphinx inventories are fetched.
+# The build never touches the network, so no intersphinx inventories are
+# fetched (none of Python's, NumPy's or TensorFlow's is available offline).
 intersphinx_mapping: dict = {}
 
 doctest_global_setup = """

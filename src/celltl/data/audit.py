@@ -208,11 +208,25 @@ def audit_duplicates(
 
     Example:
 
-    ```python
-    report = audit_duplicates(images, labels, class_names=names)
-    print(report)
-    report.save_grid(images, "duplicates.png")
-    ```
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from celltl.data import audit_duplicates
+    >>> x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype="uint8")
+    >>> y = np.array([0, 0, 1, 1, 2, 2])
+    >>> x[5] = x[0]  # the same picture under classes 0 and 2
+    >>> x[3] = x[2]  # an exact copy within class 1
+    >>> names = ["basophil", "eosinophil", "neutrophil"]
+    >>> report = audit_duplicates(x, y, class_names=names)
+    >>> print(report)
+    Duplicate audit of 6 images, 3 classes
+      exact-duplicate groups: 2
+      near-duplicate groups:  0 (dHash Hamming <= 4)
+      cross-class groups:     1 (2 images)
+      CROSS-CLASS exact x2: 0 (basophil), 5 (neutrophil)
+      exact x2: 2 (eosinophil), 3 (eosinophil)
+    >>> report.cross_class_indices
+    array([0, 5])
+    >>> png = report.save_grid(x, os.path.join(tempfile.mkdtemp(), "duplicates.png"))
     """
     x = check_images(images)
     y = check_labels(labels, n=x.shape[0], allow_one_hot=True)

@@ -80,10 +80,11 @@ def fetch_bloodmnist(size: int = 28, *, cache_dir: str | os.PathLike | None = No
 
     Example:
 
-    ```python
-    path = fetch_bloodmnist(64)  # needs network on first use
-    data = celltl.data.load_images(path)
-    ```
+    >>> from celltl.data import fetch_bloodmnist, load_images
+    >>> path = fetch_bloodmnist(64)  # doctest: +SKIP
+    >>> data = load_images(path)  # doctest: +SKIP
+
+    The first call needs the network; later calls use the cache.
     """
     if isinstance(size, bool) or size not in _BLOODMNIST_FILES:
         raise ValueError(

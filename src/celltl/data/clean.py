@@ -69,12 +69,21 @@ def clean_duplicates(images, labels, report=None, *, near: bool = True):
 
     Example:
 
-    ```python
-    report = audit_duplicates(images, labels)
-    result = clean_duplicates(images, labels, report)
-    print(result)  # what was dropped, and why
-    x, y = result
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import audit_duplicates, clean_duplicates
+    >>> x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype="uint8")
+    >>> y = np.array([0, 0, 1, 1, 2, 2])
+    >>> x[5] = x[0]  # the same picture under classes 0 and 2
+    >>> x[3] = x[2]  # an exact copy within class 1
+    >>> result = clean_duplicates(x, y, audit_duplicates(x, y))
+    >>> print(result)  # what was dropped, and why
+    kept 3 images, dropped 3
+      dropped 0: cross-class exact duplicate of [5]
+      dropped 3: exact duplicate of 2
+      dropped 5: cross-class exact duplicate of [0]
+    >>> x_clean, y_clean = result
+    >>> y_clean.tolist()
+    [0, 1, 2]
     """
     x = check_images(images)
     y = check_labels(labels, n=x.shape[0], allow_one_hot=True)

@@ -44,10 +44,14 @@ def dhash(images) -> np.ndarray:
 
     Example:
 
-    ```python
-    h = dhash(images)
-    hamming_distance(h[0], h[1])  # 0 for identical pictures
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import dhash, hamming_distance
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (3, 32, 32, 3), dtype="uint8")
+    >>> images[2] = images[0]
+    >>> h = dhash(images)
+    >>> h.dtype.name, int(hamming_distance(h[0], h[2]))  # 0 for identical pictures
+    ('uint64', 0)
     """
     x = check_images(images)
     n, h, w, _ = x.shape
@@ -76,10 +80,12 @@ def hamming_distance(a, b) -> np.ndarray:
 
     Example:
 
-    ```python
-    h = dhash(images)
-    near = hamming_distance(h[:, None], h[None, :]) <= 4  # small sets only
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import hamming_distance
+    >>> hamming_distance(np.uint64(0b1011), np.array([0, 0b1011, 0b0100], np.uint64))
+    array([3, 0, 4])
+
+    All pairs of a small set: ``hamming_distance(h[:, None], h[None, :])``.
     """
     x = np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64))
     return np.bitwise_count(x).astype(np.int64)
@@ -99,10 +105,13 @@ def pixel_digests(images) -> np.ndarray:
 
     Example:
 
-    ```python
-    digests = pixel_digests(images)
-    n_unique = np.unique(digests).size
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import pixel_digests
+    >>> images = np.zeros((3, 8, 8, 3), "uint8")
+    >>> images[1] += 1
+    >>> digests = pixel_digests(images)
+    >>> digests.dtype.str, np.unique(digests).size  # images 0 and 2 are identical
+    ('|S16', 2)
     """
     x = np.asarray(images)
     shape = repr(x.shape[1:]).encode()

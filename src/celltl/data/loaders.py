@@ -127,11 +127,21 @@ def load_images(
 
     Example:
 
-    ```python
-    cells = load_images("blood_cells_sample.npz")
-    x, y, names = cells
-    train = load_images("bloodmnist_64.npz", split="train")
-    ```
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from celltl.data import load_images
+    >>> path = os.path.join(tempfile.mkdtemp(), "cells.npz")
+    >>> np.savez(path, images=np.zeros((4, 32, 32, 3), "uint8"),
+    ...          labels=np.array([0, 1, 1, 0]),
+    ...          class_names=np.array(["lymphocyte", "monocyte"]))
+    >>> x, y, names = load_images(path)
+    >>> x.shape, y.tolist(), names
+    ((4, 32, 32, 3), [0, 1, 1, 0], ('lymphocyte', 'monocyte'))
+
+    A folder of class sub-folders, a MedMNIST file or BloodMNIST work the
+    same way: ``load_images("my_cells/", image_size=96)``,
+    ``load_images("bloodmnist_64.npz", split="train")``,
+    ``load_images("bloodmnist:64")``.
     """
     size = _check_image_size(image_size)
     match = _BLOODMNIST_NAME.match(str(source)) if isinstance(source, str) else None

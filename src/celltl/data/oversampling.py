@@ -53,10 +53,14 @@ def oversample(
 
     Example:
 
-    ```python
-    aug = keras.layers.RandomFlip(seed=0)
-    x_bal, y_bal = oversample(x, y, 2500, augment=aug)
-    ```
+    >>> import keras
+    >>> import numpy as np
+    >>> from celltl.data import oversample
+    >>> x = np.zeros((6, 16, 16, 3), "uint8")
+    >>> y = np.array([0, 0, 0, 0, 1, 1])
+    >>> x_bal, y_bal = oversample(x, y, 4, augment=keras.layers.RandomFlip(seed=0))
+    >>> x_bal.shape, np.bincount(y_bal).tolist()
+    ((8, 16, 16, 3), [4, 4])
     """
     x = check_images(images)
     raw = np.asarray(labels)

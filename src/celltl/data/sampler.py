@@ -39,9 +39,10 @@ def target_distribution(labels, target="uniform", *, num_classes=None) -> np.nda
 
     Example:
 
-    ```python
-    target_distribution([0, 0, 0, 1], "sqrt")  # array([0.634, 0.366])
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import target_distribution
+    >>> np.round(target_distribution([0, 0, 0, 1], "sqrt"), 3)
+    array([0.634, 0.366])
     """
     raw = np.asarray(labels)
     y = check_labels(raw, allow_one_hot=True, num_classes=num_classes)
@@ -160,10 +161,17 @@ def balanced_dataset(
 
     Example:
 
-    ```python
-    ds, steps = balanced_dataset(x_train, y_train, batch_size=128, seed=1)
-    model.fit(ds, steps_per_epoch=steps, epochs=10)
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import balanced_dataset
+    >>> x = np.zeros((40, 32, 32, 3), "uint8")
+    >>> y = np.array([0] * 30 + [1] * 10)  # 3:1 imbalance
+    >>> ds, steps = balanced_dataset(x, y, batch_size=20, seed=1)
+    >>> steps
+    2
+    >>> np.bincount(np.concatenate([b.numpy() for _, b in ds.take(10)]))
+    array([107,  93])
+
+    Train with ``model.fit(ds, steps_per_epoch=steps, epochs=10)``.
     """
     import tensorflow as tf
 

@@ -55,10 +55,16 @@ def stratified_split(labels, *, val: float = 0.1, test: float = 0.2, seed: int =
 
     Example:
 
-    ```python
-    train_idx, val_idx, test_idx = stratified_split(labels, val=0.1, test=0.2)
-    x_train, y_train = images[train_idx], labels[train_idx]
-    ```
+    >>> import numpy as np
+    >>> from celltl.data import stratified_split
+    >>> labels = np.repeat([0, 1, 2, 3], 10)
+    >>> train_idx, val_idx, test_idx = stratified_split(labels, val=0.1, test=0.2)
+    >>> len(train_idx), len(val_idx), len(test_idx)
+    (28, 4, 8)
+    >>> np.bincount(labels[test_idx])  # every class keeps its share
+    array([2, 2, 2, 2])
+
+    Then index the images with them: ``x_train = images[train_idx]``.
     """
     y = check_labels(labels, allow_one_hot=True)
     for name, value in (("val", val), ("test", test)):

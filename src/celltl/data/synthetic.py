@@ -21,6 +21,8 @@ SYNTHETIC_NOTICE = (
     "SYNTHETIC DATA: these images were drawn by celltl.data.make_synthetic_cells "
     "and are not real blood cells; results on them say nothing about real cells."
 )
+"""The line to print (or put in a title) wherever synthetic cells are shown or
+used for training, so that nobody mistakes them for real data."""
 
 # Per class (BloodMNIST order): cell radius (fraction of the image side),
 # lobes (min, max), lobe radius and lobe spread (fractions of the cell radius),
@@ -189,10 +191,12 @@ def make_synthetic_cells(
 
     Example:
 
-    ```python
-    x, y, names = make_synthetic_cells(512, seed=0)
-    print(SYNTHETIC_NOTICE)
-    ```
+    >>> from celltl.data import SYNTHETIC_NOTICE, make_synthetic_cells
+    >>> x, y, names = make_synthetic_cells(16, image_size=32, seed=0)
+    >>> x.shape, x.dtype.name, len(names)
+    ((16, 32, 32, 3), 'uint8', 8)
+    >>> print(SYNTHETIC_NOTICE)  # doctest: +ELLIPSIS
+    SYNTHETIC DATA: these images were drawn by ... say nothing about real cells.
     """
     for name, value, low in (("n", n, 1), ("image_size", image_size, 16)):
         is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)

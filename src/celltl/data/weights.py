@@ -28,9 +28,11 @@ def class_weights(labels, *, num_classes: int | None = None) -> dict:
 
     Example:
 
-    ```python
-    model.fit(x, y, class_weight=class_weights(y))
-    ```
+    >>> from celltl.data import class_weights
+    >>> {k: round(v, 3) for k, v in class_weights([0, 0, 0, 1]).items()}
+    {0: 0.667, 1: 2.0}
+
+    Pass them to Keras: ``model.fit(x, y, class_weight=class_weights(y))``.
     """
     raw = np.asarray(labels)
     if num_classes is not None and (

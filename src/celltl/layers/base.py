@@ -33,12 +33,13 @@ import keras
 
 from celltl.layers._args import check_choice, parse_value_range
 from celltl.layers._keras import DataLayer, in_xla_context
+from celltl.layers.functional import affine_sample
 
 #: Set ``CELLTL_XLA_KERNELS=0`` to run the kernels as plain TensorFlow graphs.
 XLA_KERNELS = os.environ.get("CELLTL_XLA_KERNELS", "1") != "0"
 _xla_kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-__all__ = ["RandomLayer", "BaseAugmentation"]
+__all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation"]
 
 
 def _check_seed(seed):
@@ -278,3 +279,45 @@ def _concrete_min_max(images, xp):
     vmin = xp.cast(xp.numpy.min(images), "float32")
     vmax = xp.cast(xp.numpy.max(images), "float32")
     return float(xp.convert_to_numpy(vmin)), float(xp.convert_to_numpy(vmax))
+
+
+class GeometricAugmentation(BaseAugmentation):
+    """Base of the layers that resample the image (:class:`~celltl.Shear`,
+    :class:`~celltl.RandomAffine`): interpolation and fill-mode arguments and
+    the gather-based sampler (:func:`celltl.layers.functional.affine_sample`).
+    """
+
+    INTERPOLATIONS = ("bilinear", "nearest")
+    FILL_MODES = ("constant", "reflect", "wrap", "nearest")
+
+    def __init__(
+        self,
+        interpolation="bilinear",
+        fill_mode="reflect",
+        fill_value=0.0,
+        value_range=(0, 255),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        self.interpolation = check_choice(
+            "interpolation", interpolation, self.INTERPOLATIONS
+        )
+        self._init_fill(fill_mode, fill_value)
+
+    def _resample(self, images, x, y):
+        """Samples ``images`` at input coordinates ``x``, ``y`` ``(B, H, W)``."""
+        return affine_sample(
+            images,
+            x,
+            y,
+            interpolation=self.interpolation,
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+            xp=self.backend,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"interpolation": self.interpolation})
+        return config

@@ -7,15 +7,14 @@ import numbers
 
 import keras
 
-from celltl.layers import functional as F
-from celltl.layers._args import check_choice, parse_range
-from celltl.layers.base import BaseAugmentation
+from celltl.layers._args import parse_range
+from celltl.layers.base import GeometricAugmentation
 
 __all__ = ["RandomAffine"]
 
 
 @keras.saving.register_keras_serializable(package="celltl")
-class RandomAffine(BaseAugmentation):
+class RandomAffine(GeometricAugmentation):
     """Rotates, zooms and translates each image, with one resampling.
 
     For each image the layer draws an angle ``a`` uniform in
@@ -58,9 +57,6 @@ class RandomAffine(BaseAugmentation):
     (4, 32, 32, 3)
     """
 
-    INTERPOLATIONS = ("bilinear", "nearest")
-    FILL_MODES = ("constant", "reflect", "wrap", "nearest")
-
     def __init__(
         self,
         rotation=0.0,
@@ -73,7 +69,14 @@ class RandomAffine(BaseAugmentation):
         seed=None,
         **kwargs,
     ):
-        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        super().__init__(
+            interpolation=interpolation,
+            fill_mode=fill_mode,
+            fill_value=fill_value,
+            value_range=value_range,
+            seed=seed,
+            **kwargs,
+        )
         if (
             isinstance(rotation, bool)
             or not isinstance(rotation, numbers.Real)
@@ -90,10 +93,6 @@ class RandomAffine(BaseAugmentation):
         tx = parse_range("translation", _first(translation), low=0.0, high=1.0)
         ty = parse_range("translation", _second(translation), low=0.0, high=1.0)
         self.translation = (tx[0], ty[0])
-        self.interpolation = check_choice(
-            "interpolation", interpolation, self.INTERPOLATIONS
-        )
-        self._init_fill(fill_mode, fill_value)
 
     def get_random_transformation(self, images, seed):
         shape = (self._batch_size(images),)
@@ -117,15 +116,7 @@ class RandomAffine(BaseAugmentation):
         dy = np_.arange(height, dtype="float32")[None, :, None] - cy
         x = cos * dx - sin * dy + (cx - transformation["shift_x"][:, None, None] * width)
         y = sin * dx + cos * dy + (cy - transformation["shift_y"][:, None, None] * height)
-        return F.affine_sample(
-            images,
-            x,
-            y,
-            interpolation=self.interpolation,
-            fill_mode=self.fill_mode,
-            fill_value=self.fill_value,
-            xp=self.backend,
-        )
+        return self._resample(images, x, y)
 
     def get_config(self):
         config = super().get_config()
@@ -134,7 +125,6 @@ class RandomAffine(BaseAugmentation):
                 "rotation": self.rotation,
                 "zoom": self.zoom,
                 "translation": self.translation,
-                "interpolation": self.interpolation,
             }
         )
         return config

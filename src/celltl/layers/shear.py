@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from celltl.layers import functional as F
-from celltl.layers._args import check_choice, parse_range
-from celltl.layers.base import BaseAugmentation
+from celltl.layers._args import parse_range
+from celltl.layers.base import GeometricAugmentation
 
 __all__ = ["Shear"]
 
 
 @keras.saving.register_keras_serializable(package="celltl")
-class Shear(BaseAugmentation):
+class Shear(GeometricAugmentation):
     """Shears each image about its centre by per-image random factors.
 
     The output pixel at column ``x``, row ``y`` takes the input at
@@ -62,9 +61,6 @@ class Shear(BaseAugmentation):
     True
     """
 
-    INTERPOLATIONS = ("bilinear", "nearest")
-    FILL_MODES = ("constant", "reflect", "wrap", "nearest")
-
     def __init__(
         self,
         x_factor=0.2,
@@ -76,17 +72,20 @@ class Shear(BaseAugmentation):
         seed=None,
         **kwargs,
     ):
-        super().__init__(value_range=value_range, seed=seed, **kwargs)
+        super().__init__(
+            interpolation=interpolation,
+            fill_mode=fill_mode,
+            fill_value=fill_value,
+            value_range=value_range,
+            seed=seed,
+            **kwargs,
+        )
         self.x_factor = parse_range(
             "x_factor", x_factor, low=-2.0, high=2.0, single="symmetric"
         )
         self.y_factor = parse_range(
             "y_factor", y_factor, low=-2.0, high=2.0, single="symmetric"
         )
-        self.interpolation = check_choice(
-            "interpolation", interpolation, self.INTERPOLATIONS
-        )
-        self._init_fill(fill_mode, fill_value)
 
     def get_random_transformation(self, images, seed):
         shape = (self._batch_size(images),)
@@ -104,15 +103,7 @@ class Shear(BaseAugmentation):
         ys = np_.arange(height, dtype="float32")[None, :, None]
         x = xs + sx * (ys - (height - 1) / 2.0)
         y = ys + sy * (xs - (width - 1) / 2.0)
-        return F.affine_sample(
-            images,
-            x,
-            y,
-            interpolation=self.interpolation,
-            fill_mode=self.fill_mode,
-            fill_value=self.fill_value,
-            xp=self.backend,
-        )
+        return self._resample(images, x, y)
 
     def get_config(self):
         config = super().get_config()
@@ -120,7 +111,6 @@ class Shear(BaseAugmentation):
             {
                 "x_factor": self.x_factor,
                 "y_factor": self.y_factor,
-                "interpolation": self.interpolation,
             }
         )
         return config

@@ -82,6 +82,7 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
 
     Example:
 
+    >>> from celltl.models import backbone_blocks, create_backbone
     >>> bb = create_backbone("mobilenetv3_small", input_shape=(32, 32, 3))
     >>> len(backbone_blocks(bb)) > 5
     True
@@ -260,6 +261,7 @@ def backbone_blocks(model):
 
     Example:
 
+    >>> from celltl.models import backbone_blocks, create_backbone
     >>> bb = create_backbone("convnext_tiny", input_shape=(32, 32, 3))
     >>> blocks = backbone_blocks(bb)
     >>> len(blocks)  # stem + 3 + 3 + 9 + 3 blocks + final norm

@@ -67,6 +67,7 @@ def build_head(
 
     Example:
 
+    >>> from celltl.models import build_head
     >>> head = build_head((3, 3, 64), num_classes=8, units=(64,), groups=8)
     >>> head.output_shape
     (None, 8)

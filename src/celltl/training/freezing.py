@@ -44,6 +44,8 @@ def is_norm_layer(layer):
 
     Example:
 
+    >>> import keras
+    >>> from celltl.training import is_norm_layer
     >>> is_norm_layer(keras.layers.GroupNormalization(groups=2))
     True
     """
@@ -66,6 +68,7 @@ def backbone_of(model):
     Example:
 
     >>> from celltl.models import build_classifier
+    >>> from celltl.training import backbone_of
     >>> clf = build_classifier("mobilenetv3_small", input_shape=(32, 32, 3))
     >>> backbone_of(clf).name
     'MobileNetV3Small'
@@ -124,6 +127,7 @@ def freeze_to(model, n, train_norm=False):
     Example:
 
     >>> from celltl.models import create_backbone, backbone_blocks
+    >>> from celltl.training import freeze_to
     >>> bb = create_backbone("resnet50v2", input_shape=(32, 32, 3))
     >>> freeze_to(bb, 2)
     2
@@ -156,6 +160,7 @@ def freeze(model, train_norm=False):
     Example:
 
     >>> from celltl.models import create_backbone
+    >>> from celltl.training import freeze
     >>> bb = create_backbone("mobilenetv3_small", input_shape=(32, 32, 3))
     >>> freeze(bb), len(bb.trainable_weights)
     (0, 0)
@@ -176,6 +181,7 @@ def unfreeze(model, train_norm=False):
     Example:
 
     >>> from celltl.models import create_backbone, backbone_blocks
+    >>> from celltl.training import unfreeze
     >>> bb = create_backbone("mobilenetv3_small", input_shape=(32, 32, 3))
     >>> unfreeze(bb) == len(backbone_blocks(bb))
     True

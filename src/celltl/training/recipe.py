@@ -112,6 +112,7 @@ def fine_tune(
 
     >>> import numpy as np, tensorflow as tf
     >>> from celltl.models import build_classifier
+    >>> from celltl.training import fine_tune
     >>> model = build_classifier("mobilenetv3_small", num_classes=2,
     ...     input_shape=(32, 32, 3), head={"units": (32,), "groups": 8})
     >>> ds = tf.data.Dataset.from_tensor_slices(

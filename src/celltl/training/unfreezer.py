@@ -196,8 +196,9 @@ class GradualUnfreezer(keras.callbacks.Callback):
 
     Example:
 
-    >>> from celltl.models import build_classifier
     >>> import numpy as np
+    >>> from celltl.models import build_classifier
+    >>> from celltl.training import GradualUnfreezer
     >>> model = build_classifier("mobilenetv3_small", num_classes=2,
     ...     input_shape=(32, 32, 3), head={"units": (32,), "groups": 8})
     >>> model.compile("adam", "sparse_categorical_crossentropy")
