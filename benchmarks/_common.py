@@ -146,6 +146,20 @@ def compiled(layer, jit=False):
     return tf.function(lambda x: layer(x, training=True), jit_compile=jit)
 
 
+def blocking(f, x):
+    """A no-argument call of ``f(x)`` that waits for the result.
+
+    Only one pixel is fetched to the host, so the timing is the layer's work,
+    not a copy of the whole batch into NumPy.
+    """
+
+    def run():
+        out = f(x)
+        return np.asarray(out[:1, :1, :1, :1])
+
+    return run
+
+
 def tf_data_epoch(layer, images, batch_size):
     """A function that runs one pass of a tf.data pipeline mapping ``layer``."""
     import tensorflow as tf

@@ -13,7 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _common import SMOKE, CASES, batch, compiled, have_keras_cv, identity, tf_data_epoch
+from _common import (
+    CASES,
+    SMOKE,
+    batch,
+    blocking,
+    compiled,
+    have_keras_cv,
+    identity,
+    tf_data_epoch,
+)
 
 BATCHES = [32] if SMOKE else [32, 128, 512]
 ROWS = [(layer, impl) for layer, impls in CASES.items() for impl in impls]
@@ -45,11 +54,7 @@ def test_layer_throughput(benchmark, layer, impl, mode, batch_size):
         fn = tf_data_epoch(obj, images, batch_size)
         n = len(images)
     else:
-        f = compiled(obj, jit=(mode == "jit"))
-
-        def fn():
-            return f(x).numpy()
-
+        fn = blocking(compiled(obj, jit=(mode == "jit")), x)
         n = batch_size
     fn()  # trace / compile outside the timing
     benchmark.extra_info.update(layer=layer, impl=impl, mode=mode, images=n)

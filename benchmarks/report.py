@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     CASES,
     batch,
+    blocking,
     compiled,
     environment,
     have_keras_cv,
@@ -58,7 +59,7 @@ def measure_layers(batch_sizes, modes, rounds):
     for bs in batch_sizes:
         x = tf.constant(batch(bs))
         data = np.concatenate([batch(bs, seed=s) for s in range(4)])
-        impls = {"identity": {"identity (copy)": identity}}
+        impls = {"identity": {"identity (no-op call)": identity}}
         impls.update(CASES)
         for layer, table in impls.items():
             for impl, factory in table.items():
@@ -76,8 +77,7 @@ def measure_layers(batch_sizes, modes, rounds):
                         if mode == "tf.data":
                             fn, n = tf_data_epoch(obj, data, bs), len(data)
                         else:
-                            f = compiled(obj, jit=(mode == "jit"))
-                            fn, n = (lambda f=f: f(x).numpy()), bs
+                            fn, n = blocking(compiled(obj, jit=(mode == "jit")), x), bs
                         ips = images_per_second(fn, n, rounds=rounds)
                         rows.append((bs, layer, impl, mode, ips, ""))
                     except Exception as e:  # a baseline that fails is reported
@@ -86,7 +86,7 @@ def measure_layers(batch_sizes, modes, rounds):
     return rows
 
 
-def measure_policy(bs, rounds):
+def measure_policy(bs, rounds, warmup=20):
     import tensorflow as tf
 
     x = tf.constant(batch(bs))
@@ -96,11 +96,12 @@ def measure_policy(bs, rounds):
         if "keras-cv" in impl and not have_keras_cv():
             out.append((impl, None, None, "keras-cv not installed"))
             continue
-        f = compiled(factory())
+        fn = blocking(compiled(factory()), x)
         start = time.perf_counter()
-        f(x).numpy()
+        fn()
         first = time.perf_counter() - start
-        ips = images_per_second(lambda: f(x).numpy(), bs, rounds=rounds, warmup=2)
+        # XLA kernels compile once per sub-batch shape: warm up until steady.
+        ips = images_per_second(fn, bs, rounds=rounds, warmup=warmup)
         out.append((impl, ips, first, ""))
         log(f"policy {impl}: {ips:.0f} img/s (first call {first:.1f} s)")
     return out
@@ -122,9 +123,9 @@ def measure_training_overhead(bs, steps, backbone):
                                  augmentation=aug)
         model.compile(keras.optimizers.AdamW(1e-3), "sparse_categorical_crossentropy")
         ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm-up
+        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # warm-up
         start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         out.append((label, (time.perf_counter() - start) / steps))
         log(f"training step {label}: {out[-1][1] * 1000:.0f} ms")
     return out
@@ -174,7 +175,9 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command):
             ratio = ""
         else:
             ratio = f"{ref / ips:.1f}x" if ref and ips else ""
-        lines.append(f"| {bs} | {layer} | {impl} | {mode} | {fmt(ips) if ips else note} | {ratio} |")
+        lines.append(
+            f"| {bs} | {layer} | {impl} | {mode} | {fmt(ips) if ips else note} | {ratio} |"
+        )
     if policy_rows:
         lines += ["", "## The study's whole policy (tf.function, images/s)", "",
                   "| implementation | images/s | first call (trace, s) | celltl / this |",
@@ -212,7 +215,7 @@ def main(argv=None):
     env = environment()
     log("environment:", env)
     layer_rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
-    policy_rows = measure_policy(32 if args.quick else 128, rounds)
+    policy_rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
     train_rows = [] if args.quick else measure_training_overhead(32, 5, args.backbone)
     sampler_rows = measure_sampler(rounds)
     command = "python benchmarks/report.py" + (" --quick" if args.quick else "")
