@@ -204,7 +204,7 @@ def _grid(rows, path, row_titles, col_titles):
 def make_figures():
     from celltl import ColorDegenerate, Cutout, GridMask, Shear
 
-    images, labels, names, source = load_cells()
+    images, _, names, source = load_cells()
     cell = images[6:7]  # a neutrophil (or its synthetic stand-in)
     layers = {
         "GridMask": GridMask(seed=1),
