@@ -32,7 +32,7 @@ from celltl.layers._args import check_choice
 from celltl.layers._keras import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
 
-__all__ = ["RandomApply", "RandomChoice"]
+__all__ = ["PassThrough", "RandomApply", "RandomChoice"]
 
 STRATEGIES = ("auto", "partition", "select")
 #: In graphs, sub-batches are padded to a power of two up to this size and to
@@ -46,6 +46,19 @@ def _check_layer(name, layer):
             f"`{name}` must be a keras.layers.Layer. Received: {name}={layer!r}"
         )
     return layer
+
+
+@keras.saving.register_keras_serializable(package="celltl")
+class PassThrough(RandomLayer):
+    """The identity as a branch: returns the images (in the compute dtype).
+
+    Unlike :class:`keras.layers.Identity` it is a ``tf.data``-safe data layer,
+    so it can sit among the branches of a policy mapped over a ``tf.data``
+    pipeline under any Keras backend.
+    """
+
+    def augment(self, images):
+        return images
 
 
 class _Dispatch(RandomLayer):

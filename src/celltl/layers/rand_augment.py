@@ -8,7 +8,7 @@ import keras
 
 from celltl.layers._args import parse_value_range
 from celltl.layers.color_degenerate import ColorDegenerate
-from celltl.layers.composition import RandomChoice
+from celltl.layers.composition import PassThrough, RandomChoice
 from celltl.layers.random_affine import RandomAffine
 from celltl.layers.shear import Shear
 
@@ -43,7 +43,7 @@ def randaugment_operations(magnitude=0.5, value_range=(0, 255), seed=None):
         return None if seed is None else seed + i
 
     return [
-        keras.layers.Identity(name="identity"),
+        PassThrough(name="identity"),
         keras.layers.AutoContrast(value_range=vr, name="auto_contrast"),
         RandomAffine(rotation=30.0 * m, value_range=vr, seed=s(3), name="rotate"),
         keras.layers.Solarization(
