@@ -8,19 +8,33 @@ import keras
 
 from celltl.layers._args import parse_int_range, parse_value_range
 from celltl.layers.composition import _Dispatch
-from celltl.layers.random_affine import RandomAffine
-from celltl.layers.shear import Shear
+from celltl.layers.rand_augment import randaugment_operations
 
 __all__ = ["AugMix", "augmix_operations"]
+
+
+#: The RandAugment operations AugMix uses (Hendrycks et al., 2020).
+AUGMIX_OPERATIONS = (
+    "auto_contrast",
+    "posterize",
+    "rotate",
+    "solarize",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
 
 
 def augmix_operations(severity=0.3, value_range=(0, 255), seed=None):
     """AugMix's operations at ``severity`` in ``[0, 1]``, as layers.
 
     Auto-contrast, posterize, rotate, solarize, shear x/y and translate x/y
-    (Hendrycks et al., 2020; the operations that overlap with test-time
-    corruptions, such as contrast or brightness, are left out, and so is
-    equalize, because Keras' ``Equalization`` does not compile with XLA).
+    (Hendrycks et al., 2020): the operations of
+    :func:`~celltl.randaugment_operations` at the same strength, minus
+    those that overlap with test-time corruptions (contrast, colour,
+    brightness, sharpness) and equalize (Keras' ``Equalization`` does not
+    compile with XLA).
 
     Args:
         severity: strength of the operations, in ``[0, 1]``. Defaults to
@@ -32,25 +46,11 @@ def augmix_operations(severity=0.3, value_range=(0, 255), seed=None):
     Returns:
         A list of 8 Keras layers.
     """
-    m = float(severity)
-    vr = tuple(value_range)
-
-    def s(i):
-        return None if seed is None else seed + 100 + i
-
+    seed = None if seed is None else seed + 100
     return [
-        keras.layers.AutoContrast(value_range=vr, name="auto_contrast"),
-        keras.layers.RandomPosterization(
-            factor=(max(1, round(8 - 4 * m)), 8), value_range=vr, seed=s(2), name="posterize"
-        ),
-        RandomAffine(rotation=30.0 * m, value_range=vr, seed=s(3), name="rotate"),
-        keras.layers.Solarization(
-            threshold_factor=(1.0 - m, 1.0), value_range=vr, seed=s(4), name="solarize"
-        ),
-        Shear(x_factor=0.3 * m, y_factor=0.0, value_range=vr, seed=s(5), name="shear_x"),
-        Shear(x_factor=0.0, y_factor=0.3 * m, value_range=vr, seed=s(6), name="shear_y"),
-        RandomAffine(translation=(0.3 * m, 0.0), value_range=vr, seed=s(7), name="translate_x"),
-        RandomAffine(translation=(0.0, 0.3 * m), value_range=vr, seed=s(8), name="translate_y"),
+        op
+        for op in randaugment_operations(severity, value_range, seed)
+        if op.name in AUGMIX_OPERATIONS
     ]
 
 
