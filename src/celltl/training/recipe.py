@@ -102,7 +102,11 @@ def fine_tune(
         metrics: Metrics passed to ``compile``.
         steps_per_epoch: Steps per epoch for the schedule when ``train_ds``
             has no known length.
-        callbacks: Extra callbacks for both phases.
+        callbacks: Extra callbacks, passed to both phases' ``fit``. Do not
+            put a ``keras.callbacks.BackupAndRestore`` here: one backup folder
+            shared by two ``fit`` calls cannot tell the phases apart. To make
+            a run resumable, run the phases yourself with one backup folder
+            each, as ``examples/blood_cells/train.py`` does.
         verbose: Passed to ``fit``.
 
     Returns:
