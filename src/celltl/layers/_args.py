@@ -9,7 +9,13 @@ from __future__ import annotations
 import numbers
 from typing import Sequence
 
-__all__ = ["parse_range", "parse_int_range", "parse_value_range", "check_choice"]
+__all__ = [
+    "check_choice",
+    "check_number",
+    "parse_int_range",
+    "parse_range",
+    "parse_value_range",
+]
 
 
 def _is_number(x) -> bool:
@@ -117,3 +123,12 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
             f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}"
         )
     return value
+
+
+def check_number(name: str, value, *, low: float, high: float, what: str = "a number") -> float:
+    """A real number (not a bool) in ``[low, high]``, returned as a float."""
+    if not _is_number(value) or not low <= value <= high:
+        raise ValueError(
+            f"`{name}` must be {what} in [{low:g}, {high:g}]. Received: {name}={value!r}"
+        )
+    return float(value)

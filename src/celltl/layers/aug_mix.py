@@ -6,7 +6,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import parse_int_range, parse_value_range
+from celltl.layers._args import check_number, parse_int_range, parse_value_range
 from celltl.layers.composition import _Dispatch
 from celltl.layers.rand_augment import randaugment_operations
 
@@ -112,14 +112,7 @@ class AugMix(_Dispatch):
         **kwargs,
     ):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
-        if (
-            isinstance(severity, bool)
-            or not isinstance(severity, numbers.Real)
-            or not 0 <= severity <= 1
-        ):
-            raise ValueError(
-                f"`severity` must be in [0, 1]. Received: severity={severity!r}"
-            )
+        check_number("severity", severity, low=0.0, high=1.0)
         if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
             raise ValueError(f"`width` must be an int >= 1. Received: width={width!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or alpha <= 0:

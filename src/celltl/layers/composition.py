@@ -28,7 +28,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import check_choice
+from celltl.layers._args import check_choice, check_number
 from celltl.layers._keras import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
 
@@ -198,13 +198,7 @@ class RandomApply(_Dispatch):
     def __init__(self, layer, rate=0.5, strategy="auto", seed=None, **kwargs):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
         self.layer = _check_layer("layer", layer)
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, numbers.Real)
-            or not 0.0 <= rate <= 1.0
-        ):
-            raise ValueError(f"`rate` must be in [0, 1]. Received: rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = check_number("rate", rate, low=0.0, high=1.0)
 
     def _branches(self):
         return [self.layer]

@@ -7,7 +7,7 @@ import math
 import keras
 
 from celltl.layers import functional as F
-from celltl.layers._args import parse_range
+from celltl.layers._args import check_number, parse_range
 from celltl.layers.base import BaseAugmentation
 
 __all__ = ["GridMask"]
@@ -98,16 +98,9 @@ class GridMask(BaseAugmentation):
             raise ValueError(
                 f"`unit_size` must be > 0. Received: unit_size={unit_size!r}"
             )
-        if (
-            isinstance(rotation, bool)
-            or not isinstance(rotation, (int, float))
-            or not 0 <= rotation <= 180
-        ):
-            raise ValueError(
-                "`rotation` must be a number of degrees in [0, 180]. "
-                f"Received: rotation={rotation!r}"
-            )
-        self.rotation = float(rotation)
+        self.rotation = check_number(
+            "rotation", rotation, low=0.0, high=180.0, what="a number of degrees"
+        )
         self._init_fill(fill_mode, fill_value)
 
     def get_random_transformation(self, images, seed):

@@ -6,7 +6,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import parse_value_range
+from celltl.layers._args import check_number, parse_value_range
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import PassThrough, RandomChoice
 from celltl.layers.random_affine import RandomAffine
@@ -114,14 +114,7 @@ class RandAugment(RandomChoice):
         seed=None,
         **kwargs,
     ):
-        if (
-            isinstance(magnitude, bool)
-            or not isinstance(magnitude, numbers.Real)
-            or not 0 <= magnitude <= 1
-        ):
-            raise ValueError(
-                f"`magnitude` must be in [0, 1]. Received: magnitude={magnitude!r}"
-            )
+        check_number("magnitude", magnitude, low=0.0, high=1.0)
         value_range = parse_value_range(value_range)
         kwargs.pop("layers", None)
         kwargs.pop("num", None)

@@ -7,7 +7,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import parse_range
+from celltl.layers._args import check_number, parse_range
 from celltl.layers.base import GeometricAugmentation
 
 __all__ = ["RandomAffine"]
@@ -77,16 +77,9 @@ class RandomAffine(GeometricAugmentation):
             seed=seed,
             **kwargs,
         )
-        if (
-            isinstance(rotation, bool)
-            or not isinstance(rotation, numbers.Real)
-            or not 0 <= rotation <= 180
-        ):
-            raise ValueError(
-                "`rotation` must be a number of degrees in [0, 180]. "
-                f"Received: rotation={rotation!r}"
-            )
-        self.rotation = float(rotation)
+        self.rotation = check_number(
+            "rotation", rotation, low=0.0, high=180.0, what="a number of degrees"
+        )
         self.zoom = parse_range("zoom", zoom, low=-0.9, high=2.0, single="symmetric")
         if isinstance(translation, numbers.Real) and not isinstance(translation, bool):
             translation = (translation, translation)
