@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celltl.data._checks import check_class_names
+from celltl._checks import check_class_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

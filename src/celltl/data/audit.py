@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from celltl.data._checks import check_class_names, check_images, check_labels
+from celltl._checks import check_class_names, check_images, check_labels
 from celltl.data._near import components, near_pairs
 from celltl.data.hashing import dhash, pixel_digests
 

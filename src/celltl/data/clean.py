@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from celltl.data._checks import check_images, check_labels
+from celltl._checks import check_images, check_labels
 from celltl.data.audit import DEFAULT_NEAR_THRESHOLD, audit_duplicates
 
 __all__ = ["CleanResult", "clean_duplicates"]

@@ -16,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from celltl.data._checks import check_images
+from celltl._checks import check_images
 
 __all__ = ["dhash", "hamming_distance", "pixel_digests"]
 

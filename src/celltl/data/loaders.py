@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celltl.data._checks import check_class_names, check_images, check_labels
+from celltl._checks import check_class_names, check_images, check_labels
 from celltl.data.bloodmnist import (
     BLOODMNIST_CLASS_NAMES,
     BLOODMNIST_SIZES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celltl.data._checks import check_images, check_labels, check_seed
+from celltl._checks import check_images, check_labels, check_seed
 
 __all__ = ["oversample"]
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from celltl.data._checks import check_images, check_labels, check_seed
+from celltl._checks import check_images, check_labels, check_seed
 
 __all__ = ["BalancedDataset", "balanced_dataset", "target_distribution"]
 

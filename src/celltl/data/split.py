@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from celltl.data._checks import check_labels, check_seed
+from celltl._checks import check_labels, check_seed
 
 __all__ = ["SplitIndices", "stratified_split"]
 

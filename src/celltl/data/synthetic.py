@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from celltl.data._checks import check_seed
+from celltl._checks import check_seed
 from celltl.data.bloodmnist import BLOODMNIST_CLASS_NAMES
 
 __all__ = ["SYNTHETIC_NOTICE", "SyntheticCells", "make_synthetic_cells"]

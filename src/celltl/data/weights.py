@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celltl.data._checks import check_labels
+from celltl._checks import check_labels
 
 __all__ = ["class_weights"]
 

@@ -6,7 +6,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import check_number, parse_int_range, parse_value_range
+from celltl._checks import check_number, parse_int_range, parse_value_range
 from celltl.layers.composition import _Dispatch
 from celltl.layers.rand_augment import randaugment_operations
 

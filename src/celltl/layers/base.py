@@ -31,8 +31,8 @@ import weakref
 
 import keras
 
-from celltl.layers._args import check_choice, parse_value_range
-from celltl.layers._keras import DataLayer, in_xla_context
+from celltl._checks import check_choice, check_seed, parse_value_range
+from celltl._compat import DataLayer, in_xla_context, layer_seed_generator
 from celltl.layers.functional import affine_sample
 
 #: Set ``CELLTL_XLA_KERNELS=0`` to run the kernels as plain TensorFlow graphs.
@@ -40,16 +40,6 @@ XLA_KERNELS = os.environ.get("CELLTL_XLA_KERNELS", "1") != "0"
 _xla_kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 __all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation"]
-
-
-def _check_seed(seed):
-    if seed is not None and (
-        not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0
-    ):
-        raise ValueError(
-            f"`seed` must be None or a non-negative int. Received: seed={seed!r}"
-        )
-    return None if seed is None else int(seed)
 
 
 class RandomLayer(DataLayer):
@@ -69,7 +59,7 @@ class RandomLayer(DataLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed, allow_none=True)
         self.generator = keras.random.SeedGenerator(self.seed)
         self.supports_jit = True
 
@@ -98,7 +88,7 @@ class RandomLayer(DataLayer):
 
     def _seed(self):
         """The seed generator to draw from on the backend now in use."""
-        return self._get_seed_generator(self.backend._backend)
+        return layer_seed_generator(self, self.backend)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -28,8 +28,8 @@ import numbers
 
 import keras
 
-from celltl.layers._args import check_choice, check_number
-from celltl.layers._keras import in_xla_context
+from celltl._checks import check_choice, check_number
+from celltl._compat import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
 
 __all__ = ["PassThrough", "RandomApply", "RandomChoice"]

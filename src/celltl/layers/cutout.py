@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from celltl.layers import functional as F
-from celltl.layers._args import parse_int_range, parse_range
+from celltl._checks import parse_int_range, parse_range
 from celltl.layers.base import BaseAugmentation
 
 __all__ = ["Cutout"]

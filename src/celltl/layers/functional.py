@@ -14,7 +14,7 @@ the image centre is ``((H - 1) / 2, (W - 1) / 2)``.
 
 from __future__ import annotations
 
-from celltl.layers._keras import current_backend
+from celltl._compat import current_backend
 
 __all__ = [
     "GREY_WEIGHTS",

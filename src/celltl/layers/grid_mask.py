@@ -7,7 +7,7 @@ import math
 import keras
 
 from celltl.layers import functional as F
-from celltl.layers._args import check_number, parse_range
+from celltl._checks import check_number, parse_range
 from celltl.layers.base import BaseAugmentation
 
 __all__ = ["GridMask"]

@@ -6,7 +6,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import check_number, parse_value_range
+from celltl._checks import check_number, parse_value_range
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import PassThrough, RandomChoice
 from celltl.layers.random_affine import RandomAffine

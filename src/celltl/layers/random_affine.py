@@ -7,7 +7,7 @@ import numbers
 
 import keras
 
-from celltl.layers._args import check_number, parse_range
+from celltl._checks import check_number, parse_range
 from celltl.layers.base import GeometricAugmentation
 
 __all__ = ["RandomAffine"]

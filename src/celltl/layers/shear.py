@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from celltl.layers._args import parse_range
+from celltl._checks import parse_range
 from celltl.layers.base import GeometricAugmentation
 
 __all__ = ["Shear"]

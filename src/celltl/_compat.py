@@ -1,7 +1,11 @@
-"""The one module in celltl that touches Keras internals (``keras.src``).
+"""The one module in celltl that touches Keras and TensorFlow internals.
 
-Everything else imports from here, so a Keras upgrade that moves these names
-breaks exactly one file.
+Every private name celltl needs (``keras.src`` classes, private layer and
+optimizer attributes, ``tensorflow.python`` helpers) is reached through a named
+function here, so a Keras release that moves one breaks exactly one function,
+and ``tests/test_compat.py`` fails on that function by name.
+
+Tested with Keras 3.15.1 and TensorFlow 2.21.0 (JAX 0.12 for the JAX backend).
 """
 
 from __future__ import annotations
@@ -10,7 +14,17 @@ import keras
 from keras.src.layers.preprocessing.data_layer import DataLayer
 from keras.src.utils.backend_utils import DynamicBackend
 
-__all__ = ["DataLayer", "DynamicBackend", "current_backend", "in_xla_context"]
+__all__ = [
+    "DataLayer",
+    "DynamicBackend",
+    "TESTED_KERAS_VERSIONS",
+    "current_backend",
+    "in_xla_context",
+    "layer_seed_generator",
+]
+
+#: Keras releases this module was tested against.
+TESTED_KERAS_VERSIONS = ("3.15.1",)
 
 
 def current_backend(name: str | None = None) -> DynamicBackend:
@@ -21,6 +35,15 @@ def current_backend(name: str | None = None) -> DynamicBackend:
     ``tf.data`` whatever the Keras backend is.
     """
     return DynamicBackend(name or keras.backend.backend())
+
+
+def layer_seed_generator(layer, backend: DynamicBackend):
+    """The ``SeedGenerator`` of a ``DataLayer`` for the backend in use.
+
+    Inside ``tf.data`` a ``DataLayer`` switches to a TensorFlow seed generator
+    (private ``DataLayer._get_seed_generator`` and ``DynamicBackend._backend``).
+    """
+    return layer._get_seed_generator(backend._backend)
 
 
 def in_xla_context() -> bool:

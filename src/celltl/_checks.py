@@ -1,0 +1,268 @@
+"""The argument checks of every celltl module, in one place.
+
+Every check raises ``ValueError`` naming the argument (or file) and the value
+received, in the Keras style:
+``ValueError: `ratio` must be in [0, 1]. Received: ratio=1.5``.
+Layer arguments (ranges, choices, numbers, seeds) and data arrays (images,
+labels, class names) are checked here; no module writes its own check inline.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "check_choice",
+    "check_class_names",
+    "check_images",
+    "check_labels",
+    "check_number",
+    "check_seed",
+    "parse_int_range",
+    "parse_range",
+    "parse_value_range",
+]
+
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def parse_range(
+    name: str,
+    value,
+    *,
+    low: float,
+    high: float,
+    single: str = "fixed",
+) -> tuple[float, float]:
+    """Turn a float or a ``(min, max)`` pair into a validated ``(min, max)``.
+
+    Args:
+        name: the argument name, used in error messages.
+        value: a number or a pair of numbers.
+        low, high: the closed domain both ends must lie in.
+        single: how a single number ``v`` is read: ``"fixed"`` -> ``(v, v)``,
+            ``"symmetric"`` -> ``(-v, v)`` (``v`` must then be >= 0),
+            ``"upper"`` -> ``(low, v)``.
+    """
+    if _is_number(value):
+        v = float(value)
+        if single == "symmetric":
+            if v < 0:
+                raise ValueError(
+                    f"`{name}` as a single number must be >= 0 (it is read as "
+                    f"the range (-{name}, {name})). Received: {name}={value!r}"
+                )
+            pair = (-v, v)
+        elif single == "upper":
+            pair = (low, v)
+        else:
+            pair = (v, v)
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(_is_number(v) for v in value)
+    ):
+        pair = (float(value[0]), float(value[1]))
+    else:
+        raise ValueError(
+            f"`{name}` must be a number or a (min, max) pair of numbers. "
+            f"Received: {name}={value!r}"
+        )
+    if pair[0] > pair[1]:
+        raise ValueError(
+            f"`{name}` must have min <= max. Received: {name}={value!r}"
+        )
+    if pair[0] < low or pair[1] > high:
+        raise ValueError(
+            f"`{name}` must lie in [{low:g}, {high:g}]. Received: {name}={value!r}"
+        )
+    return pair
+
+
+def parse_int_range(name: str, value, *, low: int, high: int) -> tuple[int, int]:
+    """An int or an inclusive ``(min, max)`` pair of ints, validated."""
+    ints = (numbers.Integral,)
+    if isinstance(value, ints) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(v, ints) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(
+            f"`{name}` must be an int or an inclusive (min, max) pair of ints. "
+            f"Received: {name}={value!r}"
+        )
+    if pair[0] > pair[1] or pair[0] < low or pair[1] > high:
+        raise ValueError(
+            f"`{name}` must satisfy {low} <= min <= max <= {high}. "
+            f"Received: {name}={value!r}"
+        )
+    return pair
+
+
+def parse_value_range(value) -> tuple[float, float]:
+    """``value_range``: a ``(low, high)`` pair of numbers with low < high."""
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(_is_number(v) for v in value)
+        and float(value[0]) < float(value[1])
+    ):
+        return float(value[0]), float(value[1])
+    raise ValueError(
+        "`value_range` must be a (low, high) pair of numbers with low < high, "
+        f"e.g. (0, 255). Received: value_range={value!r}"
+    )
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_number(name: str, value, *, low: float, high: float, what: str = "a number") -> float:
+    """A real number (not a bool) in ``[low, high]``, returned as a float."""
+    if not _is_number(value) or not low <= value <= high:
+        raise ValueError(
+            f"`{name}` must be {what} in [{low:g}, {high:g}]. Received: {name}={value!r}"
+        )
+    return float(value)
+
+def check_images(images, *, name: str = "images", where: str = "") -> np.ndarray:
+    """Returns ``images`` as a uint8 ``(N, H, W, 3)`` array or raises.
+
+    Grey-scale input ``(N, H, W)`` or ``(N, H, W, 1)`` is repeated to three
+    channels. ``where`` (e.g. ``" in file 'x.npz'"``) is appended to errors.
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise ValueError(
+            f"`{name}`{where} must have dtype uint8 (0-255 pixels). "
+            f"Received: dtype={arr.dtype}. Convert with "
+            "`np.clip(x, 0, 255).astype('uint8')` if the values are pixels."
+        )
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"`{name}`{where} must have shape (N, H, W, 3), (N, H, W, 1) or "
+            f"(N, H, W). Received: shape={arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"`{name}`{where} is empty. Received: shape={arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr
+
+
+def check_labels(
+    labels,
+    *,
+    n: int | None = None,
+    num_classes: int | None = None,
+    name: str = "labels",
+    where: str = "",
+    allow_one_hot: bool = False,
+) -> np.ndarray:
+    """Returns ``labels`` as int64 ``(N,)`` or raises.
+
+    Accepts ``(N,)`` and ``(N, 1)`` integer labels, and ``(N, K)`` one-hot
+    labels when ``allow_one_hot`` is true.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2 and allow_one_hot:
+        rows_ok = np.all((arr == 0) | (arr == 1), axis=1) & (arr.sum(axis=1) == 1)
+        if not np.all(rows_ok):
+            bad = int(np.flatnonzero(~rows_ok)[0])
+            raise ValueError(
+                f"`{name}`{where} has shape {arr.shape}, which looks one-hot, but "
+                f"row {bad} is not a one-hot vector. Received: {arr[bad].tolist()}"
+            )
+        if num_classes is not None and arr.shape[1] != num_classes:
+            raise ValueError(
+                f"`{name}`{where} one-hot width must be {num_classes}. "
+                f"Received: shape={arr.shape}"
+            )
+        arr = arr.argmax(axis=1)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"`{name}`{where} must have shape (N,) or (N, 1)"
+            f"{' or one-hot (N, K)' if allow_one_hot else ''}. "
+            f"Received: shape={arr.shape}"
+        )
+    if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(
+            f"`{name}`{where} must hold integer class indices. "
+            f"Received: dtype={arr.dtype}"
+        )
+    arr = arr.astype(np.int64)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(
+            f"`{name}`{where} must have one label per image ({n} images). "
+            f"Received: {arr.shape[0]} labels"
+        )
+    if arr.size and arr.min() < 0:
+        raise ValueError(
+            f"`{name}`{where} must be >= 0. Received: min label {int(arr.min())}"
+        )
+    if num_classes is not None and arr.size and arr.max() >= num_classes:
+        raise ValueError(
+            f"`{name}`{where} must be < the number of classes ({num_classes}). "
+            f"Received: max label {int(arr.max())}"
+        )
+    return arr
+
+
+def check_class_names(class_names, num_classes: int, *, where: str = "") -> tuple:
+    """Returns class names as a tuple of ``str``; defaults to ``"0"``, ``"1"``..."""
+    if class_names is None:
+        return tuple(str(i) for i in range(num_classes))
+    if isinstance(class_names, str) or not isinstance(
+        class_names, (Sequence, np.ndarray)
+    ):
+        raise ValueError(
+            f"`class_names`{where} must be a sequence of strings. "
+            f"Received: class_names={class_names!r}"
+        )
+    names = tuple(str(c) for c in np.asarray(class_names).reshape(-1).tolist())
+    if len(names) < num_classes:
+        raise ValueError(
+            f"`class_names`{where} has {len(names)} names but labels go up to "
+            f"{num_classes - 1}. Received: class_names={list(names)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"`class_names`{where} must be unique. Received: class_names={list(names)}"
+        )
+    return names
+
+
+def check_seed(seed, *, name: str = "seed", allow_none: bool = False):
+    """Returns ``seed`` as a non-negative ``int`` (or None if allowed) or raises."""
+    if seed is None and allow_none:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
+        what = "None or a non-negative int" if allow_none else "an int"
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={seed!r}")
+    if seed < 0:
+        raise ValueError(f"`{name}` must be >= 0. Received: {name}={seed}")
+    return int(seed)
