@@ -1,0 +1,206 @@
+"""Colour-space kernels: HED colour deconvolution and CIE L*a*b*.
+
+Pure, vectorised functions on float RGB batches in ``[0, 1]`` (any leading
+shape, channels last). Like the kernels in :mod:`celltl.layers.functional`
+they take an optional ``xp`` backend namespace (what a layer passes as
+``self.backend``, so they run with TensorFlow ops inside ``tf.data`` whatever
+the Keras backend is); it defaults to the active Keras backend. They compute
+in float32 whatever the input dtype (``log`` of ``1e-6`` and the L*a*b* cube
+roots are not safe in float16) and return float32.
+
+- :func:`rgb_to_hed` / :func:`hed_to_rgb`: Ruifrok & Johnston (2001) colour
+  deconvolution into haematoxylin, eosin and DAB with the stain matrix of
+  scikit-image's ``rgb2hed``. The stain amounts are optical densities
+  (natural log, ``od = -log(max(rgb, 1e-6))``), not clipped at zero, so the
+  round trip is exact for ``rgb`` in ``[1e-6, 1]``. (scikit-image divides by
+  ``-log(1e-6)`` and clips negatives; multiply its output by
+  :data:`OD_SCALE` to compare.)
+- :func:`rgb_to_lab` / :func:`lab_to_rgb`: sRGB (IEC 61966-2-1) to CIE
+  L*a*b* under D65; white maps to ``L = 100, a = b = 0``.
+
+References:
+    A. C. Ruifrok and D. A. Johnston, "Quantification of histochemical
+    staining by color deconvolution", Analytical and Quantitative Cytology and
+    Histology 23 (2001).
+
+Example:
+
+>>> import numpy as np
+>>> from celltl.color import rgb_to_lab
+>>> white = np.ones((1, 1, 1, 3), "float32")
+>>> [round(float(v), 3) + 0.0 for v in np.asarray(rgb_to_lab(white))[0, 0, 0]]
+[100.0, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from celltl._compat import current_backend
+
+__all__ = [
+    "RGB_FROM_HED",
+    "HED_FROM_RGB",
+    "OD_SCALE",
+    "rgb_to_od",
+    "od_to_rgb",
+    "rgb_to_hed",
+    "hed_to_rgb",
+    "rgb_to_lab",
+    "lab_to_rgb",
+]
+
+#: Stain vectors (rows: haematoxylin, eosin, DAB) in optical-density RGB, as in
+#: scikit-image's ``rgb_from_hed`` (Ruifrok & Johnston, 2001).
+RGB_FROM_HED = (
+    (0.65, 0.70, 0.29),
+    (0.07, 0.99, 0.11),
+    (0.27, 0.57, 0.78),
+)
+#: Its inverse (scikit-image's ``hed_from_rgb``).
+HED_FROM_RGB = tuple(tuple(float(v) for v in row) for row in np.linalg.inv(RGB_FROM_HED))
+
+#: Smallest RGB value before the logarithm.
+_EPS = 1e-6
+#: ``-log(1e-6)``: scikit-image's ``rgb2hed`` returns ``od / OD_SCALE``.
+OD_SCALE = -math.log(_EPS)
+
+#: sRGB (linear) to CIE XYZ, IEC 61966-2-1, D65.
+_XYZ_FROM_RGB = (
+    (0.4124564, 0.3575761, 0.1804375),
+    (0.2126729, 0.7151522, 0.0721750),
+    (0.0193339, 0.1191920, 0.9503041),
+)
+_RGB_FROM_XYZ = tuple(tuple(float(v) for v in row) for row in np.linalg.inv(_XYZ_FROM_RGB))
+#: D65 white point: the XYZ of RGB white under this matrix (so white -> a=b=0).
+_WHITE = tuple(float(v) for v in np.sum(_XYZ_FROM_RGB, axis=1))
+_DELTA = 6.0 / 29.0
+
+
+def _xp(xp):
+    return current_backend() if xp is None else xp
+
+
+def _as_float32(x, xp):
+    return xp.cast(xp.convert_to_tensor(x), "float32")
+
+
+def _matmul_channels(x, matrix, xp):
+    """``x @ matrix`` over the last axis (pixels are row vectors)."""
+    m = xp.convert_to_tensor(np.asarray(matrix, "float32"))
+    return xp.numpy.tensordot(x, m, axes=[[len(x.shape) - 1], [0]])
+
+
+def rgb_to_od(images, xp=None):
+    """Optical density ``-log(max(rgb, 1e-6))`` of RGB in ``[0, 1]``."""
+    xp = _xp(xp)
+    x = _as_float32(images, xp)
+    return -xp.numpy.log(xp.numpy.maximum(x, _EPS))
+
+
+def od_to_rgb(od, xp=None):
+    """RGB ``exp(-od)`` clipped to ``[0, 1]`` (the inverse of :func:`rgb_to_od`)."""
+    xp = _xp(xp)
+    x = _as_float32(od, xp)
+    return xp.numpy.clip(xp.numpy.exp(-x), 0.0, 1.0)
+
+
+def rgb_to_hed(images, xp=None):
+    """Haematoxylin, eosin and DAB optical densities of RGB in ``[0, 1]``.
+
+    ``hed = od(rgb) @ HED_FROM_RGB`` per pixel, unclipped (see the module
+    docstring for the relation to scikit-image's ``rgb2hed``).
+
+    Args:
+        images: float RGB, shape ``(..., 3)``, values in ``[0, 1]``.
+        xp: backend namespace.
+
+    Returns:
+        float32 tensor of the same shape: the H, E and D channels.
+    """
+    xp = _xp(xp)
+    return _matmul_channels(rgb_to_od(images, xp=xp), HED_FROM_RGB, xp)
+
+
+def hed_to_rgb(hed, xp=None):
+    """RGB in ``[0, 1]`` from H, E, D optical densities (inverse of :func:`rgb_to_hed`).
+
+    Args:
+        hed: float, shape ``(..., 3)``.
+        xp: backend namespace.
+
+    Returns:
+        float32 RGB, clipped to ``[0, 1]``.
+    """
+    xp = _xp(xp)
+    return od_to_rgb(_matmul_channels(_as_float32(hed, xp), RGB_FROM_HED, xp), xp=xp)
+
+
+def _srgb_to_linear(c, xp):
+    np_ = xp.numpy
+    high = np_.power(np_.maximum(c + 0.055, 1e-8) / 1.055, 2.4)
+    return np_.where(c <= 0.04045, c / 12.92, high)
+
+
+def _linear_to_srgb(c, xp):
+    np_ = xp.numpy
+    high = 1.055 * np_.power(np_.maximum(c, 1e-8), 1.0 / 2.4) - 0.055
+    return np_.where(c <= 0.0031308, 12.92 * c, high)
+
+
+def _lab_f(t, xp):
+    np_ = xp.numpy
+    cube = np_.power(np_.maximum(t, 1e-8), 1.0 / 3.0)
+    return np_.where(t > _DELTA**3, cube, t / (3 * _DELTA**2) + 4.0 / 29.0)
+
+
+def _lab_finv(f, xp):
+    np_ = xp.numpy
+    return np_.where(f > _DELTA, f * f * f, 3 * _DELTA**2 * (f - 4.0 / 29.0))
+
+
+def rgb_to_lab(images, xp=None):
+    """CIE L*a*b* (D65) of sRGB in ``[0, 1]``.
+
+    Args:
+        images: float sRGB, shape ``(..., 3)``, values in ``[0, 1]``.
+        xp: backend namespace.
+
+    Returns:
+        float32 tensor of the same shape: ``L`` in ``[0, 100]``, ``a`` and
+        ``b`` roughly in ``[-128, 128]``.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    x = np_.clip(_as_float32(images, xp), 0.0, 1.0)
+    xyz = _matmul_channels(_srgb_to_linear(x, xp), np.transpose(_XYZ_FROM_RGB), xp)
+    white = xp.convert_to_tensor(np.asarray(_WHITE, "float32"))
+    f = _lab_f(xyz / white, xp)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return np_.stack(
+        [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1
+    )
+
+
+def lab_to_rgb(lab, xp=None):
+    """sRGB in ``[0, 1]`` from CIE L*a*b* (D65); out-of-gamut colours are clipped.
+
+    Args:
+        lab: float, shape ``(..., 3)``.
+        xp: backend namespace.
+
+    Returns:
+        float32 sRGB, clipped to ``[0, 1]``.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    x = _as_float32(lab, xp)
+    fy = (x[..., 0] + 16.0) / 116.0
+    fx = fy + x[..., 1] / 500.0
+    fz = fy - x[..., 2] / 200.0
+    white = xp.convert_to_tensor(np.asarray(_WHITE, "float32"))
+    xyz = _lab_finv(np_.stack([fx, fy, fz], axis=-1), xp) * white
+    linear = _matmul_channels(xyz, np.transpose(_RGB_FROM_XYZ), xp)
+    return np_.clip(_linear_to_srgb(np_.clip(linear, 0.0, 1.0), xp), 0.0, 1.0)
