@@ -32,6 +32,10 @@ _EXPORTS = {
     "study_policy": "celltl.layers",
     "augmix_operations": "celltl.layers",
     "randaugment_operations": "celltl.layers",
+    "StainNormalization": "celltl.layers",
+    "RandomHEDJitter": "celltl.layers",
+    "RandomWhiteBalance": "celltl.layers",
+    "RandomHue": "celltl.layers",
     # data: loading, audit, splitting, balancing, synthetic cells
     "load_images": "celltl.data",
     "CellImages": "celltl.data",

@@ -20,6 +20,7 @@ __all__ = [
     "check_images",
     "check_labels",
     "check_number",
+    "check_numbers",
     "check_seed",
     "parse_int_range",
     "parse_range",
@@ -142,6 +143,24 @@ def check_number(name: str, value, *, low: float, high: float, what: str = "a nu
             f"`{name}` must be {what} in [{low:g}, {high:g}]. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_numbers(name: str, value, *, length: int, low: float, high: float) -> tuple:
+    """A sequence of ``length`` real numbers, each in ``[low, high]``, as floats."""
+    ok = (
+        isinstance(value, Sequence) or hasattr(value, "__array__")
+    ) and not isinstance(value, str)
+    try:
+        values = np.asarray(value, dtype="float64") if ok else None
+    except (TypeError, ValueError):
+        ok = False
+    ok = ok and values.shape == (length,) and bool(np.all(np.isfinite(values)))
+    if not ok or values.min() < low or values.max() > high:
+        raise ValueError(
+            f"`{name}` must be {length} numbers in [{low:g}, {high:g}]. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(float(v) for v in values)
 
 def check_images(images, *, name: str = "images", where: str = "") -> np.ndarray:
     """Returns ``images`` as a uint8 ``(N, H, W, 3)`` array or raises.

@@ -17,6 +17,12 @@ roots are not safe in float16) and return float32.
   :data:`OD_SCALE` to compare.)
 - :func:`rgb_to_lab` / :func:`lab_to_rgb`: sRGB (IEC 61966-2-1) to CIE
   L*a*b* under D65; white maps to ``L = 100, a = b = 0``.
+- The kernels of the stain layers, which take their per-image parameters as
+  arguments: :func:`reinhard_normalize` and :func:`grey_world`
+  (:class:`~celltl.StainNormalization`), :func:`hed_jitter`
+  (:class:`~celltl.RandomHEDJitter`), :func:`white_balance`
+  (:class:`~celltl.RandomWhiteBalance`) and :func:`hue_rotate`
+  (:class:`~celltl.RandomHue`). Batches are ``(B, H, W, 3)``.
 
 References:
     A. C. Ruifrok and D. A. Johnston, "Quantification of histochemical
@@ -50,6 +56,13 @@ __all__ = [
     "hed_to_rgb",
     "rgb_to_lab",
     "lab_to_rgb",
+    "STATISTICS",
+    "channel_statistics",
+    "reinhard_normalize",
+    "grey_world",
+    "hed_jitter",
+    "white_balance",
+    "hue_rotate",
 ]
 
 #: Stain vectors (rows: haematoxylin, eosin, DAB) in optical-density RGB, as in
@@ -204,3 +217,157 @@ def lab_to_rgb(lab, xp=None):
     xyz = _lab_finv(np_.stack([fx, fy, fz], axis=-1), xp) * white
     linear = _matmul_channels(xyz, np.transpose(_RGB_FROM_XYZ), xp)
     return np_.clip(_linear_to_srgb(np_.clip(linear, 0.0, 1.0), xp), 0.0, 1.0)
+
+
+# -- kernels of the stain layers ------------------------------------------------
+
+#: Per-image channel statistics: ``"mean_std"`` (mean and standard deviation,
+#: as in Reinhard et al., 2001) or ``"percentile"`` (median and
+#: ``(p95 - p5) / 3.29``, which equals the standard deviation for a normal
+#: distribution and moves less with the fraction of dark nucleus in the image).
+STATISTICS = ("mean_std", "percentile")
+_P_SPREAD = 2 * 1.6448536269514722  # z(0.95) - z(0.05)
+
+
+def _quantiles(x, qs, xp):
+    """Nearest-rank quantiles ``qs`` of ``(B, N, C)`` along N, each ``(B, C)``."""
+    np_ = xp.numpy
+    ordered = np_.sort(x, axis=1)
+    n = xp.cast(xp.shape(x)[1] - 1, "float32")
+    out = []
+    for q in qs:
+        index = xp.cast(np_.round(n * q), "int32")
+        out.append(np_.take(ordered, index, axis=1))
+    return out
+
+
+def channel_statistics(images, statistics="mean_std", xp=None):
+    """Per-image location and scale of each channel, both ``(B, C)``.
+
+    Args:
+        images: ``(B, H, W, C)`` float batch.
+        statistics: one of :data:`STATISTICS`.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    x = _as_float32(images, xp)
+    shape = xp.shape(x)
+    flat = np_.reshape(x, (shape[0], -1, shape[3]))
+    if statistics == "mean_std":
+        return np_.mean(flat, axis=1), np_.std(flat, axis=1)
+    if statistics == "percentile":
+        low, median, high = _quantiles(flat, (0.05, 0.5, 0.95), xp)
+        return median, (high - low) / _P_SPREAD
+    raise ValueError(  # pragma: no cover - validated by the layers
+        f"`statistics` must be one of {STATISTICS}. Received: statistics={statistics!r}"
+    )
+
+
+def reinhard_normalize(images, target_means, target_stds, statistics="mean_std", xp=None):
+    """Reinhard colour transfer: match each image's L*a*b* statistics to a target.
+
+    Per image and channel of L*a*b*, ``out = (lab - m) / s * t_s + t_m`` with
+    ``(m, s)`` the image's :func:`channel_statistics` and ``(t_m, t_s)`` the
+    target, then back to sRGB (clipped to ``[0, 1]``).
+
+    Args:
+        images: ``(B, H, W, 3)`` sRGB in ``[0, 1]``.
+        target_means, target_stds: three L*a*b* numbers each.
+        statistics: one of :data:`STATISTICS`.
+        xp: backend namespace.
+
+    References:
+        E. Reinhard, M. Adhikhmin, B. Gooch and P. Shirley, "Color transfer
+        between images", IEEE Computer Graphics and Applications 21 (2001).
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    lab = rgb_to_lab(images, xp=xp)
+    loc, scale = channel_statistics(lab, statistics, xp=xp)
+    t_m = xp.convert_to_tensor(np.asarray(target_means, "float32"))
+    t_s = xp.convert_to_tensor(np.asarray(target_stds, "float32"))
+    gain = t_s / np_.maximum(scale, 1e-3)
+    out = (lab - loc[:, None, None, :]) * gain[:, None, None, :] + t_m
+    return lab_to_rgb(out, xp=xp)
+
+
+def grey_world(images, target, statistics="mean_std", xp=None):
+    """Grey-world colour constancy: a per-image gain per channel to a target colour.
+
+    ``out = images * target / loc`` per channel, with ``loc`` the channel mean
+    (``statistics="mean_std"``) or median (``"percentile"``, which in a blood
+    smear is the colour of the plasma background), clipped to ``[0, 1]``.
+
+    Args:
+        images: ``(B, H, W, 3)`` RGB in ``[0, 1]``.
+        target: three RGB numbers in ``(0, 1]``.
+        statistics: one of :data:`STATISTICS`.
+        xp: backend namespace.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    x = _as_float32(images, xp)
+    loc, _ = channel_statistics(x, statistics, xp=xp)
+    target = xp.convert_to_tensor(np.asarray(target, "float32"))
+    gain = target / np_.maximum(loc, 1e-3)
+    return np_.clip(x * gain[:, None, None, :], 0.0, 1.0)
+
+
+def hed_jitter(images, alpha, beta, xp=None):
+    """Tellez et al. HED augmentation: ``hed * alpha + beta`` per image and stain.
+
+    Args:
+        images: ``(B, H, W, 3)`` RGB in ``[0, 1]``.
+        alpha, beta: ``(B, 3)`` scale and shift of the H, E and D optical
+            densities (``alpha = 1, beta = 0`` is the identity up to the
+            round trip, ~1e-5).
+        xp: backend namespace.
+
+    Returns:
+        float32 RGB in ``[0, 1]``.
+    """
+    xp = _xp(xp)
+    hed = rgb_to_hed(images, xp=xp)
+    alpha = _as_float32(alpha, xp)[:, None, None, :]
+    beta = _as_float32(beta, xp)[:, None, None, :]
+    return hed_to_rgb(hed * alpha + beta, xp=xp)
+
+
+def white_balance(images, gains, xp=None):
+    """Per-image, per-channel gains ``(B, 3)`` on RGB in ``[0, 1]``, clipped."""
+    xp = _xp(xp)
+    x = _as_float32(images, xp)
+    return xp.numpy.clip(x * _as_float32(gains, xp)[:, None, None, :], 0.0, 1.0)
+
+
+#: RGB to YIQ (NTSC 1953), whose I-Q plane holds the hue.
+_YIQ_FROM_RGB = np.array(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+_RGB_FROM_YIQ = np.linalg.inv(_YIQ_FROM_RGB)
+
+
+def hue_rotate(images, angle, xp=None):
+    """Rotates the hue of each image by ``angle`` ``(B,)`` radians in YIQ space.
+
+    A linear map per image, ``rgb @ (T^-1 R(angle) T)^T`` with ``T`` the YIQ
+    matrix and ``R`` a rotation of the I-Q plane: luma ``Y`` and chroma
+    magnitude are kept, greys stay grey, ``angle = 0`` is the identity.
+    Out-of-gamut results are clipped to ``[0, 1]``.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    x = _as_float32(images, xp)
+    a = _as_float32(angle, xp)
+    cos, sin = np_.cos(a), np_.sin(a)
+    # M = T^-1 R T with R = [[1,0,0],[0,c,-s],[0,s,c]], expanded as
+    # M = P0 + c * Pc + s * Ps with constant 3x3 matrices.
+    t, ti = _YIQ_FROM_RGB, _RGB_FROM_YIQ
+    p0 = ti[:, :1] @ t[:1, :]
+    pc = ti[:, 1:2] @ t[1:2, :] + ti[:, 2:3] @ t[2:3, :]
+    ps = ti[:, 2:3] @ t[1:2, :] - ti[:, 1:2] @ t[2:3, :]
+    p0, pc, ps = (xp.convert_to_tensor(p.astype("float32")) for p in (p0, pc, ps))
+    m = p0[None] + cos[:, None, None] * pc[None] + sin[:, None, None] * ps[None]
+    out = np_.einsum("bhwc,bdc->bhwd", x, m)
+    return np_.clip(out, 0.0, 1.0)

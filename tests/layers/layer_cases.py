@@ -25,6 +25,7 @@ from celltl import (
     RandomChoice,
     Shear,
 )
+from celltl import RandomHEDJitter, RandomHue, RandomWhiteBalance
 
 
 def _zero_layers():
@@ -95,6 +96,24 @@ LAYER_CASES = {
             num=2,
         ),
         identity=dict(layers_factory=_zero_layers, num=2),
+        rgb=True,
+    ),
+    "RandomHEDJitter": dict(
+        cls=RandomHEDJitter,
+        kwargs=dict(sigma=0.2, bias=0.2),
+        identity=dict(sigma=0.0, bias=0.0),
+        rgb=True,
+    ),
+    "RandomWhiteBalance": dict(
+        cls=RandomWhiteBalance,
+        kwargs=dict(temperature=0.2, tint=0.1),
+        identity=dict(temperature=0.0, tint=0.0),
+        rgb=True,
+    ),
+    "RandomHue": dict(
+        cls=RandomHue,
+        kwargs=dict(degrees=30.0),
+        identity=dict(degrees=0.0),
         rgb=True,
     ),
 }

@@ -9,7 +9,11 @@ from celltl.layers.grid_mask import GridMask
 from celltl.layers.policy import study_policy
 from celltl.layers.rand_augment import RandAugment, randaugment_operations
 from celltl.layers.random_affine import RandomAffine
+from celltl.layers.random_hed_jitter import RandomHEDJitter
+from celltl.layers.random_hue import RandomHue
+from celltl.layers.random_white_balance import RandomWhiteBalance
 from celltl.layers.shear import Shear
+from celltl.layers.stain_normalization import StainNormalization
 
 __all__ = [
     "AugMix",
@@ -26,4 +30,8 @@ __all__ = [
     "RandomChoice",
     "RandomLayer",
     "Shear",
+    "RandomHEDJitter",
+    "RandomHue",
+    "RandomWhiteBalance",
+    "StainNormalization",
 ]
