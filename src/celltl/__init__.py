@@ -32,6 +32,9 @@ _EXPORTS = {
     "study_policy": "celltl.layers",
     "augmix_operations": "celltl.layers",
     "randaugment_operations": "celltl.layers",
+    # robustness: the corruption benchmark
+    "evaluate_robustness": "celltl.robustness",
+    "RobustnessReport": "celltl.robustness",
     "StainNormalization": "celltl.layers",
     "RandomHEDJitter": "celltl.layers",
     "RandomWhiteBalance": "celltl.layers",

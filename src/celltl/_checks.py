@@ -16,8 +16,11 @@ import numpy as np
 
 __all__ = [
     "check_choice",
+    "check_choices",
     "check_class_names",
+    "check_image_batch",
     "check_images",
+    "check_int",
     "check_labels",
     "check_number",
     "check_numbers",
@@ -285,3 +288,75 @@ def check_seed(seed, *, name: str = "seed", allow_none: bool = False):
     if seed < 0:
         raise ValueError(f"`{name}` must be >= 0. Received: {name}={seed}")
     return int(seed)
+
+
+def check_int(name: str, value, *, low: int | None = 1, high: int | None = None) -> int:
+    """An int (not a bool) in ``[low, high]`` (``None``: no bound on that side)."""
+    is_int = isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if (
+        not is_int
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        if low is None:
+            bound = "" if high is None else f" <= {high}"
+        else:
+            bound = f" >= {low}" if high is None else f" in {low}..{high}"
+        raise ValueError(f"`{name}` must be an int{bound}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_choices(name: str, values, choices: Sequence) -> tuple:
+    """A non-empty sequence of distinct members of ``choices``, as a tuple.
+
+    A single string is read as a one-element sequence. Errors name the first
+    value that is not a choice.
+    """
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, (Sequence, np.ndarray)) or len(values) == 0:
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of values from {tuple(choices)}. "
+            f"Received: {name}={values!r}"
+        )
+    values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+    for v in values:
+        if isinstance(v, bool) or v not in choices:
+            raise ValueError(
+                f"`{name}` must hold values from {tuple(choices)}. "
+                f"Received: {name}={list(values)!r} (unknown: {v!r})"
+            )
+    if len(set(values)) != len(values):
+        raise ValueError(
+            f"`{name}` must not repeat a value. Received: {name}={list(values)!r}"
+        )
+    return values
+
+
+def check_image_batch(images, *, value_range, name: str = "images") -> np.ndarray:
+    """An ``(N, H, W, C)`` array (C = 1 or 3) of pixels inside ``value_range``.
+
+    Unlike :func:`check_images`, float pixels are allowed; uint8 input needs
+    ``value_range=(0, 255)``. The array is returned unchanged (not copied).
+    """
+    arr = np.asarray(images)
+    if arr.dtype.kind not in "uif" or arr.dtype == np.bool_:
+        raise ValueError(
+            f"`{name}` must hold numbers (uint8 or float pixels). "
+            f"Received: dtype={arr.dtype}"
+        )
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or 0 in arr.shape:
+        raise ValueError(
+            f"`{name}` must have shape (N, H, W, 3) or (N, H, W, 1), N > 0. "
+            f"Received: shape={arr.shape}"
+        )
+    low, high = value_range
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < low or hi > high:
+        raise ValueError(
+            f"`{name}` must lie inside value_range={tuple(value_range)}. "
+            f"Received: pixels in [{lo:g}, {hi:g}]"
+        )
+    return arr
