@@ -15,6 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "check_callable",
+    "check_layer",
+    "check_layers",
+    "check_weights",
+    "parse_size",
     "check_choice",
     "check_choices",
     "check_class_names",
@@ -139,11 +144,29 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
     return value
 
 
-def check_number(name: str, value, *, low: float, high: float, what: str = "a number") -> float:
-    """A real number (not a bool) in ``[low, high]``, returned as a float."""
-    if not _is_number(value) or not low <= value <= high:
+def check_number(
+    name: str,
+    value,
+    *,
+    low: float,
+    high: float,
+    what: str = "a number",
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A real number (not a bool) in ``[low, high]``, returned as a float.
+
+    ``open_low`` / ``open_high`` exclude that end (``alpha > 0``: ``low=0,
+    high=math.inf, open_low=True``; a fraction in ``[0, 1)``: ``open_high=True``).
+    """
+    ok = _is_number(value) and (low < value if open_low else low <= value)
+    ok = ok and (value < high if open_high or high == float("inf") else value <= high)
+    if not ok:
+        left = "(" if open_low else "["
+        right = ")" if open_high or high == float("inf") else "]"
         raise ValueError(
-            f"`{name}` must be {what} in [{low:g}, {high:g}]. Received: {name}={value!r}"
+            f"`{name}` must be {what} in {left}{low:g}, {high:g}{right}. "
+            f"Received: {name}={value!r}"
         )
     return float(value)
 
@@ -360,3 +383,89 @@ def check_image_batch(images, *, value_range, name: str = "images") -> np.ndarra
             f"Received: pixels in [{lo:g}, {hi:g}]"
         )
     return arr
+
+
+def check_layer(name: str, value):
+    """A ``keras.layers.Layer`` (Keras is imported only when this is called)."""
+    import keras
+
+    if not isinstance(value, keras.layers.Layer):
+        raise ValueError(
+            f"`{name}` must be a keras.layers.Layer. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_layers(name: str, value) -> list:
+    """A non-empty list or tuple of ``keras.layers.Layer``, as a list."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of layers. Received: {name}={value!r}"
+        )
+    return [check_layer(name, layer) for layer in value]
+
+
+def check_weights(name: str, value, *, n: int) -> list:
+    """``n`` finite numbers >= 0, not all 0 (a sequence or array), as floats."""
+    try:
+        ok = not isinstance(value, str) and not any(
+            isinstance(v, (bool, np.bool_)) for v in np.ravel(np.asarray(value, object))
+        )
+        arr = np.asarray(value, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        ok, arr = False, np.zeros(0)
+    ok = ok and arr.size == n and bool(np.all(np.isfinite(arr)))
+    if not (ok and arr.min() >= 0 and arr.sum() > 0):
+        raise ValueError(
+            f"`{name}` must be {n} finite weights >= 0, not all 0. "
+            f"Received: {name}={value!r}"
+        )
+    return [float(w) for w in arr]
+
+
+def parse_size(name: str, value) -> tuple[int, int] | None:
+    """``None``, a positive int ``s`` (read as ``(s, s)``) or a ``(height, width)``
+    pair of positive ints, as a pair of ints (or None)."""
+    if value is None:
+        return None
+    size = (value, value) if np.isscalar(value) else value
+    try:
+        ok = len(size) == 2 and all(
+            isinstance(s, (numbers.Integral, np.integer))
+            and not isinstance(s, (bool, np.bool_))
+            and s > 0
+            for s in size
+        )
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`{name}` must be a positive int or a (height, width) pair of "
+            f"positive ints. Received: {name}={value!r}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def check_callable(name: str, value, *, what: str = "callable"):
+    """Something callable (a function, a Keras layer...)."""
+    if not callable(value):
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    return value
+
+
+def check_int(name: str, value, *, low: int | None = 1, high: int | None = None) -> int:
+    """An int (not a bool) in ``[low, high]`` (``None``: no bound on that side)."""
+    is_int = isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if (
+        not is_int
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        if low is None:
+            bound = "" if high is None else f" <= {high}"
+        else:
+            bound = f" >= {low}" if high is None else f" in {low}..{high}"
+        raise ValueError(f"`{name}` must be an int{bound}. Received: {name}={value!r}")
+    return int(value)

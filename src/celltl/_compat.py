@@ -19,6 +19,7 @@ __all__ = [
     "DynamicBackend",
     "TESTED_KERAS_VERSIONS",
     "current_backend",
+    "in_symbolic_build",
     "in_xla_context",
     "layer_seed_generator",
 ]
@@ -67,3 +68,16 @@ def in_xla_context() -> bool:
         return False
     graph = tf.compat.v1.get_default_graph()
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+
+
+def in_symbolic_build() -> bool:
+    """True while Keras builds a model symbolically (``compute_output_spec``).
+
+    Keras runs ``call`` on placeholders in a scratch graph (TensorFlow) or
+    under ``jax.eval_shape`` to learn the output spec, inside a private
+    ``SymbolicScope`` (``keras.SymbolicScope`` is public, the test whether
+    one is open is not).
+    """
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return bool(in_symbolic_scope())

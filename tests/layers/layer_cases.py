@@ -24,6 +24,7 @@ from celltl import (
     RandomAffine,
     RandomChoice,
     Shear,
+    study_policy,
 )
 from celltl import RandomHEDJitter, RandomHue, RandomWhiteBalance
 
@@ -117,6 +118,22 @@ LAYER_CASES = {
         rgb=True,
     ),
 }
+
+
+#: Every public policy function (a name ending in ``_policy`` in
+#: :mod:`celltl.layers`) must have an entry here
+#: (``test_every_public_policy_has_a_case``). ``kwargs`` builds a typical
+#: instance; a policy returns a Keras layer (often a ``keras.layers.Pipeline``)
+#: and goes through the model-building and seed checks of the suite.
+POLICY_CASES = {
+    "study_policy": dict(fn=study_policy, kwargs=dict()),
+}
+
+
+def build_policy(name, **extra):
+    """Builds the policy of case ``name``."""
+    case = POLICY_CASES[name]
+    return case["fn"](**{**case["kwargs"], **extra})
 
 
 def build(name, which="kwargs", **extra):

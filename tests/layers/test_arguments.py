@@ -9,7 +9,7 @@ import re
 import pytest
 
 import celltl.layers
-from celltl import ColorDegenerate, Cutout, GridMask, Shear
+from celltl import AugMix, ColorDegenerate, Cutout, GridMask, RandAugment, Shear
 
 BAD_ARGUMENTS = [
     (GridMask, dict(ratio=1.0), "ratio=1.0"),
@@ -30,6 +30,11 @@ BAD_ARGUMENTS = [
     (Shear, dict(y_factor=(0, 3)), "y_factor=(0, 3)"),
     (Shear, dict(interpolation="bicubic"), "interpolation='bicubic'"),
     (Shear, dict(fill_mode="mirror"), "fill_mode='mirror'"),
+    (AugMix, dict(width=0), "width=0"),
+    (AugMix, dict(alpha=0.0), "alpha=0.0"),
+    (AugMix, dict(severity=2), "severity=2"),
+    (RandAugment, dict(num_ops=14), "num_ops=14"),
+    (RandAugment, dict(num_ops=True), "num_ops=True"),
 ]
 
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 import celltl.layers
 from celltl.layers import BaseAugmentation, RandomLayer
 
-from layer_cases import LAYER_CASES, build
+from layer_cases import LAYER_CASES, POLICY_CASES, build, build_policy
 
 NAMES = sorted(LAYER_CASES)
 BACKEND = keras.backend.backend()
@@ -239,3 +239,117 @@ def test_other_layers_take_any_channel_count(name, channels):
 def test_bad_seed_is_refused(name):
     with pytest.raises(ValueError, match="seed=-1"):
         build(name, seed=-1)
+
+
+# -- policies, and every layer inside a model -----------------------------------
+POLICIES = sorted(POLICY_CASES)
+BUILDERS = [("layer", n) for n in NAMES] + [("policy", n) for n in POLICIES]
+
+
+def _build_any(kind, name, **extra):
+    return build(name, **extra) if kind == "layer" else build_policy(name, **extra)
+
+
+def test_every_public_policy_has_a_case():
+    public = {n for n in celltl.layers.__all__ if n.endswith("_policy")}
+    assert public, "no public policies found"
+    missing = public - set(POLICY_CASES)
+    assert not missing, f"public policies without a case in layer_cases.py: {missing}"
+
+
+class _Subclassed(keras.Model):
+    def __init__(self, augmentation):
+        super().__init__()
+        self.augmentation = augmentation
+
+    def call(self, images, training=False):
+        return self.augmentation(images, training=training)
+
+
+def _model(kind, augmentation, shape):
+    if kind == "functional":
+        inputs = keras.Input(shape)
+        return keras.Model(inputs, augmentation(inputs))
+    if kind == "sequential":
+        return keras.Sequential([keras.Input(shape), augmentation])
+    model = _Subclassed(augmentation)
+    symbolic = model(keras.Input(shape))  # a symbolic call, like the other two
+    assert tuple(symbolic.shape) == (None, *shape)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential", "subclassed"])
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b[1])
+def test_builds_inside_every_kind_of_model(builder, kind):
+    """Every layer and policy is the first layer of a functional, Sequential
+    and subclassed model (study_policy raised InaccessibleTensorError here)."""
+    model = _model(kind, _build_any(*builder, seed=3), (16, 16, 3))
+    x = _images(shape=(4, 16, 16, 3)).astype("float32")
+    out = np.asarray(keras.ops.convert_to_numpy(model(x, training=True)))
+    assert out.shape == x.shape
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 255
+    inference = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    np.testing.assert_array_equal(inference, x)
+
+
+def _nested_layers(layer):
+    """``layer`` and the layers inside it, through their public attributes."""
+    found = [layer]
+    children = []
+    for attr in ("layers", "choice_layers", "operations"):
+        children += list(getattr(layer, attr, None) or [])
+    if isinstance(getattr(layer, "layer", None), keras.layers.Layer):
+        children.append(layer.layer)
+    for child in children:
+        found += _nested_layers(child)
+    return found
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_no_two_layers_of_a_policy_share_a_seed(name):
+    def seeded(policy):
+        return [
+            layer
+            for layer in _nested_layers(policy)
+            if "seed" in inspect.signature(type(layer).__init__).parameters
+        ]
+
+    layers = seeded(build_policy(name, seed=0))
+    assert len(layers) > 10
+    seeds = [layer.seed for layer in layers]
+    assert None not in seeds, [layer.name for layer in layers if layer.seed is None]
+    assert len(set(seeds)) == len(seeds), "two layers share a seed"
+    other = {layer.seed for layer in seeded(build_policy(name, seed=1))}
+    assert not set(seeds) & other, "seed=0 and seed=1 give a layer the same seed"
+    x = _images(shape=(4, 16, 16, 3))
+    a = np.asarray(build_policy(name, seed=0)(x))
+    np.testing.assert_array_equal(a, np.asarray(build_policy(name, seed=0)(x)))
+    assert not np.array_equal(a, np.asarray(build_policy(name, seed=1)(x)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_output_inside_value_range_in_compute_dtype(name, policy):
+    """Bilinear interpolation in float16 rounded 254/255 pixels up to 255.25."""
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random((6, 32, 32, 3)) < 0.5, 255, 254).astype("uint8")
+    out = build(name, seed=9, dtype=policy)(x)
+    dtype = policy.split("_")[1]
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    values = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")))
+    assert values.min() >= 0 and values.max() <= 255, (values.min(), values.max())
+
+
+def test_branches_do_not_check_intermediate_images():
+    """Only the outermost celltl layer checks its input: an image solarized to
+    0/1 inside a composite is not a [0, 1]-range input."""
+    from celltl import ColorDegenerate, RandomApply
+
+    solarize_all = keras.layers.Solarization(threshold_factor=(0.0, 0.0), value_range=(0, 255))
+    inner = keras.layers.Pipeline([solarize_all, ColorDegenerate(seed=0)])
+    x = np.full((2, 8, 8, 3), 255, "uint8")
+    x[:, ::2] = 254
+    out = np.asarray(RandomApply(inner, rate=1.0, seed=0)(x))
+    assert out.max() <= 1.0
+    with pytest.raises(ValueError, match="value_range"):
+        RandomApply(ColorDegenerate(), rate=1.0)(x / 255.0)

@@ -18,7 +18,8 @@ from celltl.data.bloodmnist import (
 )
 from celltl.data.clean import CleanResult, clean_duplicates
 from celltl.data.hashing import dhash, hamming_distance, pixel_digests
-from celltl.data.loaders import CellImages, load_images
+from celltl.data.cell_images import CellImages
+from celltl.data.loaders import load_images
 from celltl.data.oversampling import oversample
 from celltl.data.sampler import BalancedDataset, balanced_dataset, target_distribution
 from celltl.data.split import SplitIndices, stratified_split

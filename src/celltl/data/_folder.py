@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from celltl._checks import check_class_names
+from celltl.data.cell_images import CellImages
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -49,8 +50,6 @@ def _list_files(folder: Path):
 
 def read_image_folder(root: Path, size, class_names):
     """Reads ``root/<class>/<image>`` into a :class:`CellImages`."""
-    from celltl.data.loaders import CellImages
-
     folders = sorted(
         p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
     )

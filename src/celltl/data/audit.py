@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from celltl._checks import check_class_names, check_images, check_labels
+from celltl._checks import check_class_names, check_images, check_int, check_labels
 from celltl.data._near import components, near_pairs
 from celltl.data.hashing import dhash, pixel_digests
 
@@ -230,15 +230,8 @@ def audit_duplicates(
     """
     x = check_images(images)
     y = check_labels(labels, n=x.shape[0], allow_one_hot=True)
-    if threshold is not None and (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, (int, np.integer))
-        or not 0 <= threshold <= 16
-    ):
-        raise ValueError(
-            "`threshold` must be an int in [0, 16] or None. "
-            f"Received: threshold={threshold!r}"
-        )
+    if threshold is not None:
+        check_int("threshold", threshold, low=0, high=16)
     names = check_class_names(class_names, int(y.max()) + 1)
     _, pixel_ids = np.unique(pixel_digests(x), return_inverse=True)
     hashes = dhash(x)

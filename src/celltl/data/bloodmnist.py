@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from celltl._checks import check_choice
+
 __all__ = ["BLOODMNIST_CLASS_NAMES", "BLOODMNIST_SIZES", "fetch_bloodmnist"]
 
 _RECORD = "https://zenodo.org/records/10519652/files"
@@ -86,10 +88,7 @@ def fetch_bloodmnist(size: int = 28, *, cache_dir: str | os.PathLike | None = No
 
     The first call needs the network; later calls use the cache.
     """
-    if isinstance(size, bool) or size not in _BLOODMNIST_FILES:
-        raise ValueError(
-            f"`size` must be one of {list(BLOODMNIST_SIZES)}. Received: size={size!r}"
-        )
+    check_choice("size", size, BLOODMNIST_SIZES)
     fname, url, md5 = _BLOODMNIST_FILES[size]
     if cache_dir is not None:  # keras falls back to /tmp if it does not exist
         cache_dir = os.fspath(cache_dir)

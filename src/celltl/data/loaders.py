@@ -14,69 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from celltl._checks import check_class_names, check_images, check_labels
+from celltl._checks import check_class_names, check_images, check_labels, parse_size
+from celltl.data._folder import read_image_folder, resize_images
 from celltl.data.bloodmnist import (
     BLOODMNIST_CLASS_NAMES,
     BLOODMNIST_SIZES,
     fetch_bloodmnist,
 )
+from celltl.data.cell_images import CellImages
 
-__all__ = ["CellImages", "load_images"]
+__all__ = ["load_images"]
 
 _MEDMNIST_SPLITS = ("train", "val", "test")
 _BLOODMNIST_NAME = re.compile(r"^bloodmnist(?::(\d+))?$", re.IGNORECASE)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CellImages:
-    """Images, labels and class names loaded by :func:`load_images`.
-
-    Unpacks like a tuple: ``images, labels, class_names = load_images(...)``.
-
-    Attributes:
-        images: uint8 array ``(N, H, W, 3)``.
-        labels: int64 array ``(N,)`` of class indices.
-        class_names: Tuple of ``str``; ``class_names[k]`` names label ``k``.
-        splits: Official splits, ``{"train": indices, "val": ..., "test": ...}``
-            (MedMNIST files only; empty otherwise). Indices refer to ``images``.
-        paths: Source path of each image where known (folders, and ``.npz``
-            files with a ``source_paths`` key), else ``None``.
-        source: Where the data came from (a path or ``"bloodmnist:<size>"``).
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple
-    splits: dict = dataclasses.field(default_factory=dict)
-    paths: tuple | None = None
-    source: str = ""
-
-    def __iter__(self):
-        return iter((self.images, self.labels, self.class_names))
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def class_counts(self) -> np.ndarray:
-        """Number of images per class, ``(len(class_names),)`` int64."""
-        return np.bincount(self.labels, minlength=len(self.class_names))
-
-    def split(self, name: str) -> CellImages:
-        """Returns the official split ``name`` (e.g. ``"train"``) as CellImages."""
-        if name not in self.splits:
-            raise ValueError(
-                f"`name` must be one of the official splits {sorted(self.splits)} "
-                f"of {self.source or 'this data'}. Received: name={name!r}"
-            )
-        idx = self.splits[name]
-        return CellImages(
-            self.images[idx],
-            self.labels[idx],
-            self.class_names,
-            {name: np.arange(idx.size)},
-            None if self.paths is None else tuple(self.paths[i] for i in idx),
-            f"{self.source}[{name}]",
-        )
 
 
 def load_images(
@@ -143,7 +93,7 @@ def load_images(
     ``load_images("bloodmnist_64.npz", split="train")``,
     ``load_images("bloodmnist:64")``.
     """
-    size = _check_image_size(image_size)
+    size = parse_size("image_size", image_size)
     match = _BLOODMNIST_NAME.match(str(source)) if isinstance(source, str) else None
     if match and not os.path.exists(source):
         return _load_bloodmnist(match.group(1), size, split, class_names, cache_dir)
@@ -156,31 +106,10 @@ def load_images(
     if path.is_dir():
         if split is not None:
             raise ValueError(_no_split_msg(path, split))
-        from celltl.data._folder import read_image_folder
-
         return read_image_folder(path, size, class_names)
     if not path.exists():
         raise FileNotFoundError(f"No such file or folder: '{path}'")
     return _load_npz(path, size, split, class_names)
-
-
-def _check_image_size(image_size):
-    if image_size is None:
-        return None
-    size = (image_size, image_size) if np.isscalar(image_size) else image_size
-    try:
-        ok = len(size) == 2 and all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-            for s in size
-        )
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            "`image_size` must be a positive int or a (height, width) pair of "
-            f"positive ints. Received: image_size={image_size!r}"
-        )
-    return int(size[0]), int(size[1])
 
 
 def _no_split_msg(path, split):
@@ -268,8 +197,6 @@ def _load_npz(path, size, split, class_names):
     if paths is not None and len(paths) != images.shape[0]:
         paths = None
     if size is not None and images.shape[1:3] != size:
-        from celltl.data._folder import resize_images
-
         images = resize_images(images, size)
     return CellImages(images, labels, names, splits, paths, str(path))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celltl._checks import check_images, check_labels, check_seed
+from celltl._checks import check_callable, check_images, check_int, check_labels, check_seed
 
 __all__ = ["oversample"]
 
@@ -68,14 +68,10 @@ def oversample(
     counts = np.bincount(y)
     if target_count is None:
         target_count = int(counts.max())
-    for name, value in (("target_count", target_count), ("batch_size", batch_size)):
-        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not is_int or value < 1:
-            raise ValueError(
-                f"`{name}` must be an int >= 1. Received: {name}={value!r}"
-            )
-    if augment is not None and not callable(augment):
-        raise ValueError(f"`augment` must be callable. Received: augment={augment!r}")
+    check_int("target_count", target_count, low=1)
+    check_int("batch_size", batch_size, low=1)
+    if augment is not None:
+        check_callable("augment", augment)
     rng = np.random.default_rng(check_seed(seed))
     extra = []
     for c in np.flatnonzero(counts):

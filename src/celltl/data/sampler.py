@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from celltl._checks import check_images, check_labels, check_seed
+from celltl._checks import check_callable, check_images, check_int, check_labels, check_seed
 
 __all__ = ["BalancedDataset", "balanced_dataset", "target_distribution"]
 
@@ -89,11 +89,6 @@ def target_distribution(labels, target="uniform", *, num_classes=None) -> np.nda
             f"or give them weight 0. Received: class counts={counts.tolist()}"
         )
     return weights / weights.sum()
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
 
 
 def _materialise(dataset):
@@ -187,9 +182,9 @@ def balanced_dataset(
     x = check_images(images)
     raw_labels = np.asarray(labels)
     y = check_labels(raw_labels, n=x.shape[0], allow_one_hot=True)
-    _check_positive("batch_size", batch_size)
+    check_int("batch_size", batch_size, low=1)
     if steps_per_epoch is not None:
-        _check_positive("steps_per_epoch", steps_per_epoch)
+        check_int("steps_per_epoch", steps_per_epoch, low=1)
     probs = target_distribution(raw_labels, target, num_classes=num_classes)
     seeds = np.random.SeedSequence(check_seed(seed)).generate_state(probs.size + 1)
     seeds = [int(v) & 0x7FFFFFFF for v in seeds]
@@ -223,10 +218,7 @@ def balanced_dataset(
 def _augment_fn(augment):
     import keras
 
-    if not callable(augment):
-        raise ValueError(
-            f"`augment` must be callable (e.g. a Keras layer). Received: {augment!r}"
-        )
+    check_callable("augment", augment, what="callable (e.g. a Keras layer)")
     if isinstance(augment, keras.layers.Layer):
         return lambda x, y: (augment(x, training=True), y)
     return lambda x, y: (augment(x), y)

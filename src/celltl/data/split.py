@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from celltl._checks import check_labels, check_seed
+from celltl._checks import check_labels, check_number, check_seed
 
 __all__ = ["SplitIndices", "stratified_split"]
 
@@ -68,10 +68,7 @@ def stratified_split(labels, *, val: float = 0.1, test: float = 0.2, seed: int =
     """
     y = check_labels(labels, allow_one_hot=True)
     for name, value in (("val", val), ("test", test)):
-        if isinstance(value, bool) or not np.isscalar(value) or not 0 <= value < 1:
-            raise ValueError(
-                f"`{name}` must be a fraction in [0, 1). Received: {name}={value!r}"
-            )
+        check_number(name, value, low=0.0, high=1.0, what="a fraction", open_high=True)
     if val + test >= 1:
         raise ValueError(
             "`val + test` must be < 1 so that some images are left for "

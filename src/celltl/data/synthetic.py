@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from celltl._checks import check_seed
+from celltl._checks import check_int, check_seed, check_weights
 from celltl.data.bloodmnist import BLOODMNIST_CLASS_NAMES
 
 __all__ = ["SYNTHETIC_NOTICE", "SyntheticCells", "make_synthetic_cells"]
@@ -198,23 +198,14 @@ def make_synthetic_cells(
     >>> print(SYNTHETIC_NOTICE)  # doctest: +ELLIPSIS
     SYNTHETIC DATA: these images were drawn by ... say nothing about real cells.
     """
-    for name, value, low in (("n", n, 1), ("image_size", image_size, 16)):
-        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not is_int or value < low:
-            raise ValueError(
-                f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
-            )
+    n = check_int("n", n, low=1)
+    image_size = check_int("image_size", image_size, low=16)
     rng = np.random.default_rng(check_seed(seed))
     k = len(BLOODMNIST_CLASS_NAMES)
     if proportions is None:
         labels = rng.permutation(np.arange(n) % k)
     else:
-        w = np.asarray(proportions, np.float64).reshape(-1)
-        if w.size != k or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
-            raise ValueError(
-                f"`proportions` must be {k} finite weights >= 0, not all 0. "
-                f"Received: proportions={proportions!r}"
-            )
+        w = np.asarray(check_weights("proportions", proportions, n=k))
         labels = rng.choice(k, size=n, p=w / w.sum())
     labels = labels.astype(np.int64)
     images = np.empty((n, image_size, image_size, 3), np.uint8)

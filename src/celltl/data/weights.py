@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celltl._checks import check_labels
+from celltl._checks import check_int, check_labels
 
 __all__ = ["class_weights"]
 
@@ -35,14 +35,8 @@ def class_weights(labels, *, num_classes: int | None = None) -> dict:
     Pass them to Keras: ``model.fit(x, y, class_weight=class_weights(y))``.
     """
     raw = np.asarray(labels)
-    if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
-    ):
-        raise ValueError(
-            f"`num_classes` must be an int >= 1. Received: num_classes={num_classes!r}"
-        )
+    if num_classes is not None:
+        check_int("num_classes", num_classes, low=1)
     y = check_labels(raw, allow_one_hot=True, num_classes=num_classes)
     if y.size == 0:
         raise ValueError("`labels` is empty. Received: shape=(0,)")

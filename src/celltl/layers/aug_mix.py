@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
+import math
 
 import keras
 
-from celltl._checks import check_number, parse_int_range, parse_value_range
+from celltl._checks import check_int, check_number, parse_int_range, parse_value_range
 from celltl.layers.composition import _Dispatch
 from celltl.layers.rand_augment import randaugment_operations
 
@@ -40,13 +40,14 @@ def augmix_operations(severity=0.3, value_range=(0, 255), seed=None):
         severity: strength of the operations, in ``[0, 1]``. Defaults to
             ``0.3``.
         value_range: range of input and output. Defaults to ``(0, 255)``.
-        seed: ``None``, or an int from which each operation's seed is
-            derived. Defaults to ``None``.
+        seed: ``None``, or an int: each operation gets the seed it has in
+            :func:`~celltl.randaugment_operations` with that seed
+            (``sub_seed(seed, i)``, ``i`` its index there). Defaults to
+            ``None``.
 
     Returns:
         A list of 8 Keras layers.
     """
-    seed = None if seed is None else seed + 100
     return [
         op
         for op in randaugment_operations(severity, value_range, seed)
@@ -82,7 +83,9 @@ class AugMix(_Dispatch):
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: ``"auto"``, ``"partition"`` or ``"select"``. Defaults to
             ``"auto"``.
-        seed: ``None`` or a non-negative int.
+        seed: ``None`` or a non-negative int: it seeds the chains' draws,
+            and the operations get seeds derived from it with
+            ``sub_seed`` (see :func:`augmix_operations`).
         **kwargs: passed to :class:`keras.layers.Layer`.
 
     References:
@@ -113,14 +116,10 @@ class AugMix(_Dispatch):
     ):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
         check_number("severity", severity, low=0.0, high=1.0)
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
-            raise ValueError(f"`width` must be an int >= 1. Received: width={width!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or alpha <= 0:
-            raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
         self.severity = float(severity)
-        self.width = int(width)
+        self.width = check_int("width", width, low=1)
         self.depth = parse_int_range("depth", depth, low=1, high=5)
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, low=0.0, high=math.inf, open_low=True)
         self.value_range = parse_value_range(value_range)
         self.operations = augmix_operations(self.severity, self.value_range, seed)
 
@@ -156,8 +155,7 @@ class AugMix(_Dispatch):
         a = self._dirichlet((batch,))
         b = self._dirichlet((batch,))
         m = xp.cast(a / (a + b), images.dtype)[:, None, None, None]
-        out = images * m + mixed * (1 - m)
-        return np_.clip(out, self.value_range[0], self.value_range[1])
+        return images * m + mixed * (1 - m)  # clipped to value_range by the base
 
     def get_config(self):
         config = super().get_config()

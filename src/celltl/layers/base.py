@@ -3,7 +3,8 @@
 :class:`BaseAugmentation` owns everything the layers have in common, so that
 each layer only adds its own sampling and math:
 
-- ``value_range`` (validated; outputs stay inside it),
+- ``value_range`` (validated; outputs are clipped to it in the compute
+  dtype, so float16 rounding cannot leave it),
 - seeds (``seed=None`` is random, an int is reproducible),
 - ``training`` (inference returns the input unchanged, cast to the compute
   dtype),
@@ -25,19 +26,29 @@ A subclass implements two methods:
 
 from __future__ import annotations
 
-import numbers
+import contextvars
 import os
 import weakref
 
 import keras
 
-from celltl._checks import check_choice, check_seed, parse_value_range
-from celltl._compat import DataLayer, in_xla_context, layer_seed_generator
+from celltl._checks import check_choice, check_number, check_seed, parse_value_range
+from celltl._compat import (
+    DataLayer,
+    in_symbolic_build,
+    in_xla_context,
+    layer_seed_generator,
+)
 from celltl.layers.functional import affine_sample
 
 #: Set ``CELLTL_XLA_KERNELS=0`` to run the kernels as plain TensorFlow graphs.
 XLA_KERNELS = os.environ.get("CELLTL_XLA_KERNELS", "1") != "0"
 _xla_kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: True while a celltl layer's ``augment`` runs: the layers it calls (the
+#: branches of a composite) then skip the input check, which applies to the
+#: input of the outermost celltl layer only (an intermediate image made dark by
+#: solarize is not a [0, 1] image).
+_NESTED = contextvars.ContextVar("celltl_nested_augment", default=False)
 
 __all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation"]
 
@@ -47,6 +58,8 @@ class RandomLayer(DataLayer):
 
     Subclasses implement :meth:`augment`, which receives a float batch
     ``(B, H, W, C)`` in the compute dtype and returns a batch of the same shape.
+    A subclass with a ``value_range`` gets its output clipped to it, in the
+    compute dtype.
     Composition layers (:class:`~celltl.RandomApply`,
     :class:`~celltl.RandomChoice`) derive from this class directly; image
     layers derive from :class:`BaseAugmentation`.
@@ -56,6 +69,10 @@ class RandomLayer(DataLayer):
             built with the same seed give identical outputs on the same input.
         **kwargs: passed to :class:`keras.layers.Layer` (``name``, ``dtype``...).
     """
+
+    #: ``(low, high)`` of input and output, or None for the composition
+    #: layers, whose branches have their own.
+    value_range = None
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -74,14 +91,67 @@ class RandomLayer(DataLayer):
             )
         self._check_channels(images.shape[-1])
         images = xp.cast(images, self.compute_dtype)
-        if not training:
+        if not training or in_symbolic_build():
+            # A symbolic build (keras.Input, Sequential, Model.build) only needs
+            # the output spec, which is the input's. Running the augmentation
+            # there would open control flow (the composites' tf.cond) in which
+            # Keras' stateless seed updates are made and then read outside the
+            # branch (InaccessibleTensorError), and would trace every branch.
             return images
-        if rank == 3:
-            return xp.numpy.squeeze(self.augment(xp.numpy.expand_dims(images, 0)), 0)
-        return self.augment(images)
+        if not _NESTED.get():
+            self._check_values(images)
+        token = _NESTED.set(True)
+        try:
+            if rank == 3:
+                out = xp.numpy.squeeze(self.augment(xp.numpy.expand_dims(images, 0)), 0)
+            else:
+                out = self.augment(images)
+        finally:
+            _NESTED.reset(token)
+        return self._clip(out)
 
     def augment(self, images):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _clip(self, images):
+        """``images`` in the compute dtype, clipped to ``value_range`` (if any).
+
+        Clipping after the cast guarantees the range in the dtype the layer
+        returns: bilinear interpolation in float16 can round 255 up to 255.25.
+        """
+        xp = self.backend
+        images = xp.cast(images, self.compute_dtype)
+        if self.value_range is None:
+            return images
+        low, high = (xp.cast(v, self.compute_dtype) for v in self.value_range)
+        return xp.numpy.clip(images, low, high)
+
+    def _value_ranges(self):
+        """The value ranges the input is checked against."""
+        return [] if self.value_range is None else [self.value_range]
+
+    def _check_values(self, images):
+        """Eager-only sanity check of the input against ``value_range``."""
+        ranges = self._value_ranges()
+        values = _concrete_min_max(images, self.backend) if ranges else None
+        if values is None:
+            return
+        vmin, vmax = values
+        for low, high in ranges:
+            span = high - low
+            if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
+                raise ValueError(
+                    f"`{self.__class__.__name__}` got images whose values are all "
+                    f"in [{vmin:.3g}, {vmax:.3g}], which looks like the [0, 1] "
+                    f"range, but value_range={(low, high)}. Pass value_range=(0, 1) "
+                    "or scale the images to [0, 255]."
+                )
+            tolerance = 1e-3 * span
+            if vmin < low - tolerance or vmax > high + tolerance:
+                raise ValueError(
+                    f"`{self.__class__.__name__}` got images with values in "
+                    f"[{vmin:.4g}, {vmax:.4g}], outside value_range={(low, high)}."
+                )
 
     def _check_channels(self, channels):
         return None
@@ -104,8 +174,9 @@ class BaseAugmentation(RandomLayer):
 
     Args:
         value_range: ``(low, high)``, the range of the input images and of the
-            output. Defaults to ``(0, 255)``. Outputs stay inside it. When the
-            layer runs eagerly it also checks the input against it and raises a
+            output. Defaults to ``(0, 255)``. Outputs are clipped to it in the
+            compute dtype. When the layer runs eagerly (and is not a branch of
+            a composite layer) it also checks the input against it and raises a
             ``ValueError`` for float images that look like they are in
             ``[0, 1]`` while ``value_range`` is ``(0, 255)`` (or that leave the
             range), instead of silently producing wrong fills. Inside a traced
@@ -126,7 +197,6 @@ class BaseAugmentation(RandomLayer):
         self.value_range = parse_value_range(value_range)
 
     def augment(self, images):
-        self._check_values(images)
         transformation = self.get_random_transformation(images, seed=self._seed())
         return self._kernel()(images, transformation)
 
@@ -181,44 +251,15 @@ class BaseAugmentation(RandomLayer):
                 f"Received: images with channels={channels}"
             )
 
-    def _check_values(self, images):
-        """Eager-only sanity check of the input against ``value_range``."""
-        values = _concrete_min_max(images, self.backend)
-        if values is None:
-            return
-        low, high = self.value_range
-        vmin, vmax = values
-        span = high - low
-        if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
-            raise ValueError(
-                f"`{self.__class__.__name__}` got images whose values are all in "
-                f"[{vmin:.3g}, {vmax:.3g}], which looks like the [0, 1] range, but "
-                f"value_range={self.value_range}. Pass value_range=(0, 1) or "
-                "scale the images to [0, 255]."
-            )
-        tolerance = 1e-3 * span
-        if vmin < low - tolerance or vmax > high + tolerance:
-            raise ValueError(
-                f"`{self.__class__.__name__}` got images with values in "
-                f"[{vmin:.4g}, {vmax:.4g}], outside value_range={self.value_range}."
-            )
-
     # -- hole filling (GridMask, Cutout) ----------------------------------------
     FILL_MODES = ("constant", "gaussian_noise")
 
     def _init_fill(self, fill_mode, fill_value):
         self.fill_mode = check_choice("fill_mode", fill_mode, self.FILL_MODES)
         low, high = self.value_range
-        if (
-            isinstance(fill_value, bool)
-            or not isinstance(fill_value, numbers.Real)
-            or not low <= fill_value <= high
-        ):
-            raise ValueError(
-                "`fill_value` must be a number inside "
-                f"value_range={self.value_range}. Received: fill_value={fill_value!r}"
-            )
-        self.fill_value = float(fill_value)
+        self.fill_value = check_number(
+            "fill_value", fill_value, low=low, high=high, what="a number (inside value_range)"
+        )
 
     def _sample_fill(self, images, seed):
         """``{"noise": ...}`` for ``fill_mode="gaussian_noise"``, else ``{}``."""

@@ -24,11 +24,17 @@ layers should be built with :class:`keras.layers.Pipeline` (safe in
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 
-from celltl._checks import check_choice, check_number
+from celltl._checks import (
+    check_choice,
+    check_int,
+    check_layer,
+    check_layers,
+    check_number,
+    check_weights,
+)
 from celltl._compat import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
 
@@ -38,14 +44,6 @@ STRATEGIES = ("auto", "partition", "select")
 #: In graphs, sub-batches are padded to a power of two up to this size and to
 #: a multiple of it above (see ``_Dispatch._run_padded``).
 BUCKET = 32
-
-
-def _check_layer(name, layer):
-    if not isinstance(layer, keras.layers.Layer):
-        raise ValueError(
-            f"`{name}` must be a keras.layers.Layer. Received: {name}={layer!r}"
-        )
-    return layer
 
 
 @keras.saving.register_keras_serializable(package="celltl")
@@ -95,6 +93,16 @@ class _Dispatch(RandomLayer):
         for layer in self._branches():
             if hasattr(layer, "_check_channels"):
                 layer._check_channels(channels)
+
+    def _value_ranges(self):
+        """Its own ``value_range``, else those of its celltl branches."""
+        if self.value_range is not None:
+            return [self.value_range]
+        ranges = []
+        for layer in self._branches():
+            if isinstance(layer, RandomLayer):
+                ranges += [r for r in layer._value_ranges() if r not in ranges]
+        return ranges
 
     def _run_branch(self, layer, images):
         out = layer(images, training=True)
@@ -197,7 +205,7 @@ class RandomApply(_Dispatch):
 
     def __init__(self, layer, rate=0.5, strategy="auto", seed=None, **kwargs):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
-        self.layer = _check_layer("layer", layer)
+        self.layer = check_layer("layer", layer)
         self.rate = check_number("rate", rate, low=0.0, high=1.0)
 
     def _branches(self):
@@ -265,36 +273,10 @@ class RandomChoice(_Dispatch):
 
     def __init__(self, layers, num=1, weights=None, strategy="auto", seed=None, **kwargs):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
-        if not isinstance(layers, (list, tuple)) or not layers:
-            raise ValueError(
-                f"`layers` must be a non-empty list of layers. Received: layers={layers!r}"
-            )
-        self.choice_layers = [_check_layer("layers", layer) for layer in layers]
-        if (
-            isinstance(num, bool)
-            or not isinstance(num, numbers.Integral)
-            or not 1 <= num <= len(layers)
-        ):
-            raise ValueError(
-                f"`num` must be an int in [1, {len(layers)}] (the number of layers). "
-                f"Received: num={num!r}"
-            )
-        self.num = int(num)
+        self.choice_layers = check_layers("layers", layers)
+        self.num = check_int("num", num, low=1, high=len(layers))
         if weights is not None:
-            if (
-                not isinstance(weights, (list, tuple))
-                or len(weights) != len(layers)
-                or any(
-                    isinstance(w, bool) or not isinstance(w, numbers.Real) or w < 0
-                    for w in weights
-                )
-                or sum(weights) <= 0
-            ):
-                raise ValueError(
-                    f"`weights` must be {len(layers)} non-negative numbers with a "
-                    f"positive sum. Received: weights={weights!r}"
-                )
-            weights = [float(w) for w in weights]
+            weights = check_weights("weights", weights, n=len(layers))
             if sum(w > 0 for w in weights) < self.num:
                 raise ValueError(
                     f"`weights` must give at least num={self.num} layers a positive "

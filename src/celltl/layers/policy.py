@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from celltl._checks import check_seed
+from celltl._seeds import sub_seed
 from celltl.layers.aug_mix import AugMix
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
@@ -50,7 +52,8 @@ def study_policy(
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
         seed: ``None`` or a non-negative int; every layer gets its own seed
-            derived from it.
+            derived from it with ``celltl._seeds.sub_seed`` (no two layers of
+            the policy, nested ones included, share a seed).
         name: the pipeline's name. Defaults to ``"study_policy"``.
 
     Returns:
@@ -66,9 +69,10 @@ def study_policy(
     (8, 96, 96, 3)
     """
     vr = tuple(value_range)
+    seed = check_seed(seed, allow_none=True)
 
     def s(i):
-        return None if seed is None else seed * 1000 + i
+        return sub_seed(seed, i)
 
     operations = [
         AugMix(severity=magnitude, value_range=vr, strategy=strategy, seed=s(1)),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
-from celltl._checks import check_number, parse_value_range
+from celltl._checks import check_int, check_number, parse_value_range
+from celltl._seeds import sub_seed
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import PassThrough, RandomChoice
 from celltl.layers.random_affine import RandomAffine
@@ -29,8 +28,8 @@ def randaugment_operations(magnitude=0.5, value_range=(0, 255), seed=None):
         magnitude: strength of every operation, in ``[0, 1]``. Defaults to
             ``0.5``.
         value_range: range of input and output. Defaults to ``(0, 255)``.
-        seed: ``None``, or an int from which each operation's seed is
-            derived. Defaults to ``None``.
+        seed: ``None``, or an int: operation ``i`` of the list gets the seed
+            ``celltl._seeds.sub_seed(seed, i)``. Defaults to ``None``.
 
     Returns:
         A list of 13 Keras layers.
@@ -40,10 +39,10 @@ def randaugment_operations(magnitude=0.5, value_range=(0, 255), seed=None):
     vr = (lo, hi)
 
     def s(i):
-        return None if seed is None else seed + i
+        return sub_seed(seed, i)
 
     return [
-        PassThrough(name="identity"),
+        PassThrough(seed=s(0), name="identity"),
         keras.layers.AutoContrast(value_range=vr, name="auto_contrast"),
         RandomAffine(rotation=30.0 * m, value_range=vr, seed=s(3), name="rotate"),
         keras.layers.Solarization(
@@ -87,8 +86,9 @@ class RandAugment(RandomChoice):
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: ``"auto"``, ``"partition"`` or ``"select"``. Defaults to
             ``"auto"``.
-        seed: ``None`` or a non-negative int (seeds the choices and, offset,
-            every operation).
+        seed: ``None`` or a non-negative int: it seeds the choices, and
+            operation ``i`` gets ``sub_seed(seed, i)`` (see
+            :func:`randaugment_operations`).
         **kwargs: passed to :class:`keras.layers.Layer`.
 
     References:
@@ -119,14 +119,7 @@ class RandAugment(RandomChoice):
         kwargs.pop("layers", None)
         kwargs.pop("num", None)
         kwargs.pop("weights", None)
-        if (
-            isinstance(num_ops, bool)
-            or not isinstance(num_ops, numbers.Integral)
-            or not 1 <= num_ops <= 13
-        ):
-            raise ValueError(
-                f"`num_ops` must be an int in [1, 13]. Received: num_ops={num_ops!r}"
-            )
+        check_int("num_ops", num_ops, low=1, high=13)
         super().__init__(
             randaugment_operations(magnitude, value_range, seed),
             num=num_ops,
