@@ -126,5 +126,6 @@ def test_bad_reports_raise(kwargs, match):
 
 def test_reference_with_another_metric_is_refused():
     balanced = make(BASE, metric="balanced_accuracy")
-    with pytest.raises(ValueError, match=r"metric='accuracy'.*'balanced_accuracy'"):
-        make().with_reference(balanced)
+    for ref in (balanced, balanced.to_dict()):
+        with pytest.raises(ValueError, match=r"metric='accuracy'.*'balanced_accuracy'"):
+            make().with_reference(ref)

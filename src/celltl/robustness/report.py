@@ -235,10 +235,14 @@ class RobustnessReport:
     def with_reference(self, reference) -> RobustnessReport:
         """A copy normalised by ``reference`` (a report or a ``to_dict`` dict)."""
         clean, table = _table_of(reference)
-        if isinstance(reference, RobustnessReport) and reference.metric != self.metric:
+        if isinstance(reference, RobustnessReport):
+            metric = reference.metric
+        else:
+            metric = reference.get("metric", self.metric)
+        if metric != self.metric:
             raise ValueError(
                 f"`reference` must use metric={self.metric!r}. "
-                f"Received: reference.metric={reference.metric!r}"
+                f"Received: reference metric={metric!r}"
             )
         ref = {"clean_accuracy": clean, "accuracy": table}
         return dataclasses.replace(self, reference=ref)
