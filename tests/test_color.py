@@ -137,3 +137,88 @@ def test_tensorflow_namespace_in_graph():
         return color.lab_to_rgb(color.rgb_to_lab(color.hed_to_rgb(color.rgb_to_hed(x, xp), xp), xp), xp)
 
     np.testing.assert_allclose(f(tf.constant(rgb)).numpy(), rgb, atol=5e-5)
+
+
+# -- stain-layer kernels -------------------------------------------------------
+
+
+def test_channel_statistics_match_numpy():
+    x = _rgb(5, shape=(3, 9, 11, 3))
+    loc, scale = (np.asarray(v) for v in color.channel_statistics(x))
+    flat = x.reshape(3, -1, 3)
+    np.testing.assert_allclose(loc, flat.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(scale, flat.std(1), rtol=1e-4)
+    med, spread = (np.asarray(v) for v in color.channel_statistics(x, "percentile"))
+    ordered = np.sort(flat, axis=1)
+    n = flat.shape[1] - 1
+    np.testing.assert_allclose(med, ordered[:, round(0.5 * n)], rtol=1e-6)
+    expected = (ordered[:, round(0.95 * n)] - ordered[:, round(0.05 * n)]) / 3.2897072539
+    np.testing.assert_allclose(spread, expected, rtol=1e-5)
+
+
+def test_percentile_spread_is_the_std_of_a_normal():
+    x = np.random.default_rng(0).normal(0.5, 0.1, (1, 200, 200, 3)).astype("float32")
+    _, spread = color.channel_statistics(x, "percentile")
+    np.testing.assert_allclose(np.asarray(spread), 0.1, rtol=0.02)
+
+
+def test_hed_jitter_identity_and_exact_scaling():
+    rgb = _rgb(6)
+    ones, zeros = np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")
+    np.testing.assert_allclose(np.asarray(color.hed_jitter(rgb, ones, zeros)), rgb, atol=1e-5)
+    alpha = np.array([[1.2, 0.8, 1.0], [0.9, 1.1, 1.3]], "float32")
+    beta = np.array([[0.05, -0.02, 0.0], [0.0, 0.03, -0.01]], "float32")
+    out = np.asarray(color.hed_jitter(rgb, alpha, beta))
+    expected = np.asarray(color.rgb_to_hed(rgb)) * alpha[:, None, None] + beta[:, None, None]
+    # Where nothing was clipped, the stain densities are exactly h * alpha + beta.
+    rgb_ref = np.exp(-(expected @ SKIMAGE_RGB_FROM_HED))
+    ok = (rgb_ref <= 1.0).all(-1)
+    np.testing.assert_allclose(out[ok], rgb_ref[ok], atol=1e-5)
+
+
+def test_white_balance_kernel():
+    x = np.full((2, 2, 2, 3), 0.5, "float32")
+    gains = np.array([[1.2, 1.0, 0.5], [3.0, 0.1, 1.0]], "float32")
+    out = np.asarray(color.white_balance(x, gains))
+    np.testing.assert_allclose(out[0, 0, 0], [0.6, 0.5, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(out[1, 0, 0], [1.0, 0.05, 0.5], rtol=1e-6)
+
+
+def _ref_hue_matrix(angle):
+    t = np.array(
+        [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+    )
+    c, s = np.cos(angle), np.sin(angle)
+    r = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return np.linalg.inv(t) @ r @ t
+
+
+def test_hue_rotate_matches_reference_and_keeps_luma_and_greys():
+    rgb = np.random.default_rng(7).uniform(0.3, 0.7, (3, 4, 4, 3)).astype("float32")
+    angle = np.array([0.0, 0.3, -2.0], "float32")
+    out = np.asarray(color.hue_rotate(rgb, angle))
+    for b in range(3):
+        ref = np.clip(rgb[b] @ _ref_hue_matrix(angle[b]).T, 0, 1)
+        np.testing.assert_allclose(out[b], ref, atol=1e-5)
+    np.testing.assert_allclose(out[0], rgb[0], atol=1e-6)
+    luma = np.array([0.299, 0.587, 0.114])
+    inside = ((rgb @ np.stack([_ref_hue_matrix(a) for a in angle])[:, None].swapaxes(-1, -2)) > 0)
+    assert inside.all()  # the test colours stay in gamut, so luma is exact
+    np.testing.assert_allclose(out @ luma, rgb @ luma, atol=1e-5)
+    grey = np.full((3, 2, 2, 3), 0.4, "float32")
+    np.testing.assert_allclose(np.asarray(color.hue_rotate(grey, angle)), grey, atol=1e-6)
+    # Rotating by a and then by -a is the identity.
+    back = np.asarray(color.hue_rotate(color.hue_rotate(rgb, angle), -angle))
+    np.testing.assert_allclose(back, rgb, atol=1e-4)
+
+
+def test_reinhard_and_grey_world_kernels():
+    rgb = _rgb(8, shape=(2, 16, 16, 3), low=0.2)
+    means, stds = (60.0, 5.0, -5.0), (10.0, 4.0, 6.0)
+    out = np.asarray(color.reinhard_normalize(rgb, means, stds))
+    lab = np.asarray(color.rgb_to_lab(out)).reshape(2, -1, 3)
+    np.testing.assert_allclose(lab.mean(1), np.broadcast_to(means, (2, 3)), atol=1.5)
+    np.testing.assert_allclose(lab.std(1), np.broadcast_to(stds, (2, 3)), atol=1.0)
+    target = (0.5, 0.4, 0.3)
+    grey = np.asarray(color.grey_world(rgb * 0.5, target))
+    np.testing.assert_allclose(grey.reshape(2, -1, 3).mean(1), np.broadcast_to(target, (2, 3)), atol=1e-5)
