@@ -6,17 +6,23 @@
 
 Class names come from ``labels.json`` next to the model (written by train.py).
 Prints one line per image: its name, the predicted class and probabilities.
+Progress: Keras' bar on a terminal; otherwise one summary line on stderr, so
+stdout holds only the per-image lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -38,7 +44,14 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=0, help="classify at most this "
                    "many images, 0 = all")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch")
-    return p.parse_args(argv)
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                   help="progress: 1 = Keras' bar (default on a terminal), "
+                        "2 = one summary line on stderr (default otherwise), "
+                        "0 = none")
+    args = p.parse_args(argv)
+    if args.verbose is None:
+        args.verbose = 1 if sys.stdout.isatty() else 2
+    return args
 
 
 def read_inputs(path: Path, size: int, limit: int):
@@ -109,6 +122,7 @@ def run(args):
         class_names = meta.get("class_names")
         if meta.get("synthetic"):
             print("NOTE: this model was trained on SYNTHETIC cells, not real ones.")
+    import_tensorflow()
     import keras
 
     import celltl.layers  # noqa: F401  registers celltl's layers for loading
@@ -125,7 +139,12 @@ def run(args):
     if not class_names or len(class_names) != k:
         class_names = [f"class_{i}" for i in range(k)]
     names, images = read_inputs(Path(args.inputs), size, args.limit)
-    probs = model.predict(images, batch_size=args.batch_size, verbose=0)
+    t0 = time.time()
+    probs = model.predict(images, batch_size=args.batch_size,
+                          verbose=1 if args.verbose == 1 else 0)
+    if args.verbose == 2:
+        print(f"classified {len(images)} images in {time.time() - t0:.1f} s",
+              file=sys.stderr, flush=True)
     top = max(1, min(args.top, k))
     width = max(len(n) for n in names)
     for name, p in zip(names, probs):

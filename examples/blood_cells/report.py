@@ -49,6 +49,48 @@ def classification_metrics(y_true, probs, class_names) -> dict:
     }
 
 
+# A model is "at chance" when its balanced accuracy (whose chance level is
+# 1 / K whatever the class mix) is within half of chance of it, at most 0.1
+# above, or when one class takes this share of all predictions.
+CHANCE_MARGIN, CHANCE_MARGIN_CAP, ONE_CLASS_SHARE = 0.5, 0.1, 0.9
+
+
+def chance_check(metrics, class_names) -> dict:
+    """Whether a model is no better than chance, from
+    :func:`classification_metrics`' output.
+
+    Returns ``at_chance`` (bool), ``chance`` (1 / K), ``threshold`` (the
+    balanced accuracy at or under which the model counts as at chance),
+    ``balanced_accuracy``, ``top_class`` and ``top_class_share`` (the class
+    predicted most often and its share of predictions) and ``reasons``."""
+    cm = np.asarray(metrics["confusion_matrix"])
+    k = len(class_names)
+    chance = 1.0 / k
+    threshold = chance + min(CHANCE_MARGIN * chance, CHANCE_MARGIN_CAP)
+    predicted = cm.sum(0)
+    top = int(predicted.argmax())
+    share = float(predicted[top] / max(1, predicted.sum()))
+    bal = float(metrics["balanced_accuracy"])
+    reasons = []
+    if bal <= threshold:
+        reasons.append(f"balanced accuracy {bal:.3f} is within chance "
+                       f"({chance:.3f}; threshold {threshold:.3f})")
+    if k > 1 and share >= ONE_CLASS_SHARE:
+        reasons.append(f"{share:.0%} of the test images are called "
+                       f"'{class_names[top]}'")
+    return {"at_chance": bool(reasons), "chance": chance, "threshold": threshold,
+            "balanced_accuracy": bal, "top_class": str(class_names[top]),
+            "top_class_share": share, "reasons": reasons}
+
+
+def chance_warning(check, advice) -> str:
+    """A framed, multi-line WARNING for a :func:`chance_check` at chance."""
+    lines = ["WARNING: THE MODEL IS AT CHANCE - do not use it.",
+             *(f"  {r}" for r in check["reasons"]), *advice]
+    bar = "!" * max(len(ln) for ln in lines)
+    return "\n".join([bar, *lines, bar])
+
+
 def save_confusion_matrix(cm, class_names, path, title):
     plt = _plt()
     cm = np.asarray(cm)
@@ -113,7 +155,8 @@ def save_training_curves(history, phase_lengths, phase_names, path, title):
             start += n
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -7,7 +7,8 @@ The nine steps: load, audit and clean, split, balance, augment, model, train
 Profiles:
   quick  a few minutes on a 2-core CPU: MobileNetV3Small at 64x64 trained
          from scratch (BatchNorm momentum 0.9) on at most 2,000 training
-         images, 20 epochs, a light augmentation policy.
+         images, 20 epochs (at least 10 before early stopping), a light
+         augmentation policy.
   full   the study's recipe: ConvNeXtTiny with ImageNet weights at 96x96,
          head then full fine-tuning, the study's whole dynamic policy,
          batch 512 on a GPU. Meant for a GPU.
@@ -26,22 +27,25 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 PROFILES = {
     "quick": dict(
         backbone="mobilenetv3_small", image_size=64, weights="none",
         head_epochs=2, epochs=20, max_train_images=2000, max_eval_images=1000,
-        synthetic_images=1600, policy="light", patience=3, cpu_batch=32,
-        gpu_batch=256,
+        synthetic_images=1600, policy="light", patience=3, min_epochs=10,
+        cpu_batch=32, gpu_batch=256,
     ),
     "full": dict(
         backbone="convnext_tiny", image_size=96, weights="imagenet",
         head_epochs=5, epochs=30, max_train_images=0, max_eval_images=0,
-        synthetic_images=8000, policy="study", patience=5, cpu_batch=32,
-        gpu_batch=512,
+        synthetic_images=8000, policy="study", patience=5, min_epochs=5,
+        cpu_batch=32, gpu_batch=512,
     ),
 }
+# Early stopping and the best checkpoint watch this; the epoch with the
+# highest validation accuracy is restored after each phase.
+MONITOR = "val_accuracy"
 MIN_IMAGE_SIZE = 32
 
 
@@ -60,6 +64,11 @@ def parse_args(argv=None):
                    help="'synthetic' (celltl's generated demo cells, NOT real), "
                         "'bloodmnist[:SIZE]' (downloaded once, cached), a study or "
                         "MedMNIST .npz file, or a folder of class sub-folders")
+    p.add_argument("--class-names", default=None,
+                   help="comma-separated names for labels 0, 1, ... (e.g. "
+                        "'basophil,eosinophil,...'); default: the file's "
+                        "class_names, BloodMNIST's for BloodMNIST files, the "
+                        "sub-folder names, else the label numbers")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="quick: minutes on a CPU; full: the study's recipe (GPU)")
     p.add_argument("--image-size", type=int, default=None,
@@ -107,7 +116,11 @@ def parse_args(argv=None):
                    help="number of synthetic images with --data synthetic "
                         "(quick: 1600, full: 8000)")
     p.add_argument("--patience", type=int, default=None,
-                   help="early-stopping patience in epochs (quick: 3, full: 5)")
+                   help="early-stopping patience in epochs without a better "
+                        f"{MONITOR} (quick: 3, full: 5)")
+    p.add_argument("--min-epochs", type=int, default=None,
+                   help="epochs of each phase before early stopping may stop; "
+                        "never less than the warm-up (quick: 10, full: 5)")
     p.add_argument("--devices", default=None,
                    help="'cpu:N' splits the CPU into N logical devices and trains "
                         "with MirroredStrategy (tests the multi-device path); "
@@ -127,7 +140,7 @@ def parse_args(argv=None):
     prof = PROFILES[args.profile]
     for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
                 "max_train_images", "max_eval_images", "synthetic_images",
-                "patience", "policy"):
+                "patience", "min_epochs", "policy"):
         if getattr(args, key) is None:
             setattr(args, key, prof[key])
     if args.verbose is None:
@@ -141,13 +154,15 @@ def check_args(args):
             f"--image-size must be at least {MIN_IMAGE_SIZE} (every backbone "
             f"downsamples by 32). Received: --image-size {args.image_size}")
     for flag in ("epochs", "head_epochs", "max_train_images", "max_eval_images",
-                 "patience"):
+                 "patience", "min_epochs"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must be >= 0. "
                             f"Received: {getattr(args, flag)}")
     if args.synthetic_images < 16:
         raise UserError("--synthetic-images must be >= 16. "
                         f"Received: {args.synthetic_images}")
+    args.class_names = parse_class_names(args.class_names, args.data)
+    import_tensorflow()  # before celltl loads Keras: keeps TF's start-up quiet
     from celltl.models import BACKBONES
     from celltl.models.backbones import _canonical
 
@@ -166,6 +181,20 @@ def check_args(args):
         if kind != "cpu" or not n.isdigit() or int(n) < 1:
             raise UserError(f"--devices must look like 'cpu:2'. "
                             f"Received: {args.devices!r}")
+
+
+def parse_class_names(text, data):
+    """``--class-names a,b,c`` as a tuple (None when unset)."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise UserError("--class-names must be distinct, non-empty names "
+                        f"separated by commas. Received: --class-names {text!r}")
+    if data.lower() == "synthetic":
+        raise UserError("--class-names does not apply to --data synthetic "
+                        "(its classes are named by celltl)")
+    return names
 
 
 def step(n, text):
@@ -238,6 +267,8 @@ def resize(images, size):
 
 
 def load_data(args):
+    """Returns ``(images, labels, class_names, splits, source, synthetic,
+    names_from)``; ``names_from`` says where the class names came from."""
     import numpy as np
 
     from celltl.data import SYNTHETIC_NOTICE, BLOODMNIST_SIZES, load_images, \
@@ -247,7 +278,7 @@ def load_data(args):
         x, y, names = make_synthetic_cells(args.synthetic_images,
                                            image_size=args.image_size, seed=args.seed)
         print(f"  {SYNTHETIC_NOTICE}")
-        return x, y, tuple(names), {}, "synthetic", True
+        return x, y, tuple(names), {}, "synthetic", True, "celltl's synthetic classes"
     text = args.data
     if text.lower().startswith("bloodmnist") and not os.path.exists(text):
         # Pick the smallest published size >= --image-size unless one is named.
@@ -255,14 +286,50 @@ def load_data(args):
             side = next((s for s in BLOODMNIST_SIZES if s >= args.image_size),
                         BLOODMNIST_SIZES[-1])
             text = f"bloodmnist:{side}"
-        cells = load_images(text)
+        cells = load_images(text, class_names=args.class_names)
+        names_from = "--class-names" if args.class_names else "BloodMNIST's"
+        names = cells.class_names
     else:
         if not os.path.exists(text):
             raise UserError(f"--data: no such file or folder: {text}")
-        cells = load_images(text, image_size=args.image_size)
+        cells = load_images(text, image_size=args.image_size,
+                            class_names=args.class_names)
+        names, names_from = name_classes(Path(text), cells, args.class_names)
     images = resize(cells.images, args.image_size)
     splits = {k: np.asarray(v) for k, v in cells.splits.items()}
-    return images, cells.labels, tuple(cells.class_names), splits, cells.source, False
+    return (images, cells.labels, tuple(names), splits, cells.source, False,
+            names_from)
+
+
+def name_classes(path, cells, given):
+    """Class names of a file or folder, and where they came from.
+
+    A ``.npz`` without ``class_names`` gets BloodMNIST's names when it is
+    BloodMNIST: its name says so, or it has 8 classes in the MedMNIST layout
+    (``train_images``, ``val_images``, ``test_images``). Otherwise the
+    classes keep their numbers, and the note says how to name them."""
+    import numpy as np
+
+    from celltl.data import BLOODMNIST_CLASS_NAMES
+
+    if given:
+        return cells.class_names, "--class-names"
+    if path.is_dir():
+        return cells.class_names, "the sub-folder names"
+    with np.load(path, allow_pickle=False) as npz:
+        keys = set(npz.files)
+    if "class_names" in keys:
+        return cells.class_names, "the file's class_names"
+    k = len(cells.class_names)
+    if k == len(BLOODMNIST_CLASS_NAMES):
+        if "bloodmnist" in path.name.lower():
+            return BLOODMNIST_CLASS_NAMES, "BloodMNIST's (the file name says so)"
+        if {"train_images", "val_images", "test_images"} <= keys:
+            return BLOODMNIST_CLASS_NAMES, (
+                "BloodMNIST's (8 classes in the MedMNIST layout; "
+                "--class-names overrides)")
+    return cells.class_names, ("label numbers: the file has no class_names; "
+                               "name them with --class-names a,b,...")
 
 
 def audit_and_clean(x, y, names, splits, out_dir):
@@ -380,10 +447,62 @@ def build_model(args, num_classes, policy):
     return model
 
 
+def early_stopping_start(min_epochs, patience, warmup_epochs):
+    """``(first watched epoch, earliest stop)`` for ``EarlyStopping``.
+
+    The first is 0-based (Keras' ``start_from_epoch``), the second 1-based.
+    Keras counts the first watched epoch as an improvement, so the earliest
+    stop comes ``patience`` epochs later (at least one): starting at
+    ``min_epochs - patience - 1`` makes ``min_epochs`` the shortest run.
+    Warm-up epochs are never watched: from scratch, validation does not
+    improve while the learning rate ramps up and BatchNorm's statistics
+    settle."""
+    wait = max(patience, 1)
+    start = max(0, warmup_epochs, min_epochs - wait - 1)
+    return start, start + wait + 1
+
+
+def phase_callbacks(name, *, out_dir, patience, start_from_epoch):
+    """``BackupAndRestore``, CSV log, best checkpoint and early stopping, all
+    watching :data:`MONITOR`. On a resumed run the checkpoint only replaces
+    the best epoch logged before the interruption."""
+    import keras
+
+    best_file = out_dir / "checkpoints" / f"{name}_best.weights.h5"
+    log = out_dir / f"history_{name}.csv"
+    before = best_epoch(log) if best_file.exists() else None
+    return [
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / name)),
+        keras.callbacks.CSVLogger(str(log), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(best_file), monitor=MONITOR, mode="max", save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=before[1] if before else None),
+        keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=patience,
+            start_from_epoch=start_from_epoch),
+    ]
+
+
+def best_epoch(history_csv):
+    """``(epoch, value)`` of the best :data:`MONITOR` in a CSV log (1-based,
+    the first of equal values, as the checkpoint keeps it), or None."""
+    import report
+
+    history, (n,) = report.read_history([history_csv])
+    values = history.get(MONITOR, [])[:n]
+    if not values:
+        return None
+    i = max(range(len(values)), key=lambda j: (values[j], -j))
+    return i + 1, values[i]
+
+
 def train_phase(model, name, *, train_ds, val_ds, steps, epochs, lr, args,
                 out_dir, class_weight, extra_callbacks=(), warmup=False):
-    """One ``fit`` with early stopping, a cosine schedule, checkpoints,
-    ``BackupAndRestore`` and a CSV log. A finished phase leaves
+    """One ``fit`` with a cosine schedule, early stopping (not before
+    ``args.min_epochs`` nor during the warm-up), checkpoints,
+    ``BackupAndRestore`` and a CSV log; the weights of the epoch with the
+    best :data:`MONITOR` are restored at the end. A finished phase leaves
     ``<name>.done.weights.h5`` and is skipped (its weights loaded) on rerun."""
     import keras
 
@@ -401,24 +520,24 @@ def train_phase(model, name, *, train_ds, val_ds, steps, epochs, lr, args,
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
         loss="sparse_categorical_crossentropy", metrics=["accuracy"],
         jit_compile="auto" if args.on_gpu else False)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / name)),
-        keras.callbacks.CSVLogger(str(out_dir / f"history_{name}.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / "checkpoints" / f"{name}_best.weights.h5"),
-            monitor="val_loss", save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
-                                      restore_best_weights=True),
-        *extra_callbacks,
-    ]
+    start, earliest = early_stopping_start(args.min_epochs, args.patience,
+                                           warmup_epochs=-(-warm // steps))
+    callbacks = [*phase_callbacks(name, out_dir=out_dir, patience=args.patience,
+                                  start_from_epoch=start), *extra_callbacks]
+    if epochs >= earliest:
+        print(f"  {name}: early stopping after {args.patience} epochs without a "
+              f"better {MONITOR}, not before epoch {earliest}")
     if args.interrupt_after_epoch is not None:
         callbacks.append(HardExit(args.interrupt_after_epoch))
     model.fit(train_ds, validation_data=val_ds, epochs=epochs,
               steps_per_epoch=steps, class_weight=class_weight, shuffle=False,
               callbacks=callbacks, verbose=args.verbose)
     best = out_dir / "checkpoints" / f"{name}_best.weights.h5"
-    if best.exists():  # EarlyStopping only restores when it stopped early
+    found = best_epoch(out_dir / f"history_{name}.csv")
+    if best.exists() and found:
         model.load_weights(best)
+        print(f"  {name}: restored the weights of epoch {found[0]} "
+              f"({MONITOR} {found[1]:.3f})")
     model.save_weights(done)
 
 
@@ -497,10 +616,11 @@ def run(args):
     head_epochs = 0 if from_scratch else args.head_epochs
 
     step(1, f"Load {args.data}")
-    x, y, names, splits, source, synthetic = load_data(args)
+    x, y, names, splits, source, synthetic, names_from = load_data(args)
     tag = "SYNTHETIC DATA - " if synthetic else ""
     print(f"  {len(x)} images {x.shape[1]}x{x.shape[2]}, {len(names)} classes: "
           f"{', '.join(names)}")
+    print(f"  class names: {names_from}")
     print(f"  class counts: {np.bincount(y, minlength=len(names)).tolist()}")
 
     step(2, "Audit duplicates and clean")
@@ -520,7 +640,8 @@ def run(args):
           f"{args.image_size}x{args.image_size}, weights "
           f"{args.weights or 'none (from scratch)'}, training subset {tr.size} "
           f"images, epochs {head_epochs} head + {args.epochs} fine-tune, batch "
-          f"{batch}, lr {lr:g}, policy {args.policy} on {args.augment_on}, "
+          f"{batch}, lr {lr:g}, early stopping patience {args.patience} after "
+          f"{args.min_epochs} epochs, policy {args.policy} on {args.augment_on}, "
           f"balance {args.balance}, unfreeze {args.unfreeze}")
     print(f"  devices: {where}, {strategy.num_replicas_in_sync} replica(s), "
           f"precision {precision}" + (", XLA auto" if args.on_gpu else ""))
@@ -603,13 +724,18 @@ def run(args):
         phases.append("phase2_fine_tune")
 
     step(8, "Evaluate on the test split" + (" with 8-view TTA" if args.tta else ""))
-    probs = predict_probs(model, x_te, batch, args.tta, verbose=args.verbose and 1)
+    # verbose 2 (not a terminal) is one plain line; 1 is Keras' bar.
+    probs = predict_probs(model, x_te, batch, args.tta, verbose=args.verbose)
     metrics = report.classification_metrics(y_te, probs, names)
+    chance = report.chance_check(metrics, names)
     history, lengths = report.read_history(
         [out_dir / f"history_{p}.csv" for p in phases])
+    best_epochs = {p: (best_epoch(out_dir / f"history_{p}.csv") or (None,))[0]
+                   for p in phases}
     report.save_confusion_matrix(
         metrics["confusion_matrix"], names, out_dir / "confusion_matrix.png",
-        f"{tag}{args.backbone}, test accuracy {metrics['accuracy']:.3f}, "
+        ("AT CHANCE - " if chance["at_chance"] else "")
+        + f"{tag}{args.backbone}, test accuracy {metrics['accuracy']:.3f}, "
         f"macro-F1 {metrics['macro_f1']:.3f}")
     report.save_training_curves(history, lengths, phases,
                                 out_dir / "training_curves.png",
@@ -620,6 +746,13 @@ def run(args):
     for name, row in metrics["per_class"].items():
         print(f"  {name:14s} {row['precision']:9.3f} {row['recall']:7.3f} "
               f"{row['support']:8d}")
+    warning = None
+    if chance["at_chance"]:
+        warning = report.chance_warning(chance, [
+            "  It learned nothing usable: train longer (--epochs, --min-epochs),",
+            "  on more images, or start from --weights imagenet; see the",
+            f"  training curves in {out_dir / 'training_curves.png'}."])
+        print("\n" + warning, flush=True)
 
     step(9, "Save")
     model_path = out_dir / "model.keras"
@@ -634,9 +767,13 @@ def run(args):
         "class_names": list(names), **{k: metrics[k] for k in (
             "accuracy", "macro_f1", "balanced_accuracy", "per_class",
             "confusion_matrix")},
+        "at_chance": chance["at_chance"], "chance_check": chance,
+        "warnings": [warning] if warning else [],
+        "class_names_from": names_from,
         "tta": args.tta, "test_images": int(te.size), "train_images": int(tr.size),
         "val_images": int(va.size), "split": how, "audit": audit,
         "epochs_run": dict(zip(phases, lengths)),
+        "best_epochs": best_epochs, "monitor": MONITOR,
         "config": {k: v for k, v in vars(args).items()
                    if k not in ("interrupt_after_epoch",)},
         "batch_size": batch, "lr": lr, "devices": where, "precision": precision,
@@ -648,6 +785,10 @@ def run(args):
           f"{model_path} IMAGE_OR_FOLDER_OR_NPZ")
     if synthetic:
         print("  REMINDER: trained and evaluated on SYNTHETIC data.")
+    if warning:
+        print(f"  WARNING: the model is at chance "
+              f"(test accuracy {metrics['accuracy']:.3f}, chance "
+              f"{chance['chance']:.3f}; metrics.json: \"at_chance\": true)")
     return 0
 
 

@@ -1,23 +1,33 @@
-"""End-to-end tests of examples/blood_cells (train.py and predict.py).
+"""Tests of examples/blood_cells (train.py, predict.py, report.py, quiet.py).
 
-Each training run is a subprocess (a fresh TensorFlow, as a user gets it), with
-tiny settings so the whole file takes a few minutes on a 2-core CPU.
+Each training run is a subprocess (a fresh TensorFlow, as a user gets it); the
+real sample runs the default quick profile unchanged, the others use tiny
+settings, so the whole file takes a few minutes on a 2-core CPU. The pieces
+(early stopping, class names, the chance check) are also tested in-process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "blood_cells"
 TRAIN, PREDICT = EXAMPLE / "train.py", EXAMPLE / "predict.py"
+BLOODMNIST_NAMES = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte",
+                    "monocyte", "neutrophil", "platelet"]
+# What TensorFlow prints while it loads unless the example quiets it.
+STARTUP_LINES = re.compile(r"oneDNN|cuda|cuInit|absl|cpu_feature_guard", re.I)
 
 # Tiny, fast settings; the real quick profile is larger (see the README).
 TINY = ["--backbone", "mobilenetv3_small", "--image-size", "64",
@@ -28,9 +38,41 @@ OUTPUTS = ["model.keras", "labels.json", "metrics.json", "confusion_matrix.png",
 
 
 def _run(script, *args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    # No TF_CPP_MIN_LOG_LEVEL: the scripts must quiet TensorFlow themselves.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONWARNINGS"] = "ignore"
     return subprocess.run([sys.executable, str(script), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _module(name, path):
+    if str(EXAMPLE) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _module("blood_cells_train", TRAIN)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return _module("blood_cells_report", EXAMPLE / "report.py")
+
+
+def _assert_quiet_start(run):
+    """The first output is the example's own: no TensorFlow start-up lines,
+    no ANSI escapes (stdout is a pipe here, not a terminal)."""
+    first = next(ln for ln in run.stdout.splitlines() if ln.strip())
+    assert first.startswith("[1/9]"), run.stdout[:500]
+    noise = [ln for ln in (run.stdout + run.stderr).splitlines()
+             if STARTUP_LINES.search(ln)]
+    assert not noise, noise[:3]
+    assert "\x1b[" not in run.stdout, "ANSI escapes in a non-terminal log"
 
 
 def _check_outputs(out: Path, synthetic: bool):
@@ -56,36 +98,86 @@ def _check_outputs(out: Path, synthetic: bool):
     return metrics
 
 
-def test_quick_profile_on_real_sample(sample_npz_path, tmp_path):
+def test_default_quick_profile_on_real_sample(sample_npz_path, tmp_path):
+    """The defaults, unchanged, on 400 real cells (260 for training): trains
+    past the warm-up and the minimum epochs, restores the best epoch and
+    ends well above chance. Before: stopped at epoch 6, accuracy 0.125."""
     out = tmp_path / "run"
-    r = _run(TRAIN, "--data", sample_npz_path, "--output-dir", out, *TINY,
-             "--epochs", "10", "--batch-size", "16", "--patience", "10")
+    r = _run(TRAIN, "--data", sample_npz_path, "--output-dir", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for n in range(1, 10):
         assert f"[{n}/9]" in r.stdout
     assert "backbone mobilenetv3_small" in r.stdout
+    assert "class names: the file's class_names" in r.stdout
+    _assert_quiet_start(r)
     metrics = _check_outputs(out, synthetic=False)
+    assert metrics["epochs_run"]["phase2_fine_tune"] >= 10, metrics["epochs_run"]
+    assert metrics["monitor"] == "val_accuracy"
+    assert "restored the weights of epoch" in r.stdout
     # 8 classes: chance is 0.125 (10 of 80 test cells); 0.25 is > 3 SD above
-    # it. Measured: 0.34 after 10 short epochs from scratch on 260 cells.
+    # it. Measured with the defaults: see the README.
     assert metrics["accuracy"] >= 0.25, metrics["accuracy"]
+    assert metrics["at_chance"] is False and not metrics["warnings"]
+    assert "AT CHANCE" not in r.stdout
 
     # predict.py on an .npz, a single image file and a folder.
     p = _run(PREDICT, out / "model.keras", sample_npz_path, "--limit", "5")
     assert p.returncode == 0, p.stderr[-2000:]
     lines = [ln for ln in p.stdout.splitlines() if "[" in ln and "|" in ln]
-    assert len(lines) == 5
+    assert len(lines) == 5 and len(p.stdout.splitlines()) == 5, p.stdout
     names = json.loads((out / "labels.json").read_text())["class_names"]
     assert all(any(n in ln for n in names) for ln in lines)
+    # Not a terminal: one summary line on stderr, no bar, no escapes.
+    assert "\x1b[" not in p.stdout + p.stderr
+    assert "classified 5 images in" in p.stderr
+    assert not [ln for ln in p.stderr.splitlines() if STARTUP_LINES.search(ln)]
     with np.load(sample_npz_path) as d:
         imgs = d["images"][:3]
     folder = tmp_path / "imgs" / "sub"
     folder.mkdir(parents=True)
     for i, im in enumerate(imgs):
         Image.fromarray(im).resize((120, 124)).save(folder / f"cell{i}.png")
-    p = _run(PREDICT, out / "model.keras", folder / "cell0.png")
+    p = _run(PREDICT, out / "model.keras", folder / "cell0.png", "--verbose", "0")
     assert p.returncode == 0 and "cell0.png" in p.stdout, p.stderr[-2000:]
+    assert "classified" not in p.stderr
     p = _run(PREDICT, out / "model.keras", tmp_path / "imgs", "--top", "2")
     assert p.returncode == 0 and p.stdout.count(".png") == 3, p.stderr[-2000:]
+
+
+def _medmnist_noise(path, classes=8, per_class=(4, 2, 2), side=32, seed=0):
+    """A MedMNIST-layout .npz of random pixels, no class_names key."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), per_class):
+        arrays[f"{split}_images"] = rng.integers(
+            0, 256, (classes * n, side, side, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.repeat(np.arange(classes), n)[:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+def test_model_at_chance_warns_loudly(tmp_path):
+    """An untrained model (--epochs 0) on noise: a WARNING block, a repeat at
+    the end, ``at_chance`` in metrics.json. Also: a MedMNIST-layout file with
+    8 classes and no names gets BloodMNIST's, and says so."""
+    data = _medmnist_noise(tmp_path / "cells.npz")
+    out = tmp_path / "run"
+    r = _run(TRAIN, "--data", data, "--output-dir", out, "--image-size", "32",
+             "--epochs", "0")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _assert_quiet_start(r)
+    assert "class names: BloodMNIST's (8 classes in the MedMNIST layout" in r.stdout
+    assert "WARNING: THE MODEL IS AT CHANCE" in r.stdout
+    assert "!" * 40 in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith(
+        "  WARNING: the model is at chance")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["at_chance"] is True
+    assert metrics["chance_check"]["reasons"] and metrics["warnings"]
+    assert metrics["class_names"] == BLOODMNIST_NAMES
+    assert list(metrics["per_class"]) == BLOODMNIST_NAMES
+    assert json.loads((out / "labels.json").read_text())["class_names"] == \
+        BLOODMNIST_NAMES
 
 
 def test_synthetic_two_devices_resumes_after_a_kill(tmp_path):
@@ -143,5 +235,195 @@ def test_help_documents_every_flag():
     for flag in ("--data", "--image-size", "--backbone", "--weights", "--profile",
                  "--unfreeze", "--balance", "--augment-on", "--tta",
                  "--output-dir", "--seed", "--devices", "--epochs",
-                 "--max-train-images"):
+                 "--max-train-images", "--class-names", "--min-epochs",
+                 "--patience"):
         assert flag in r.stdout, flag
+
+
+# --------------------------------------------------------------------------
+# In-process: early stopping, class names, the chance check, quiet start-up
+# --------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(min_epochs=st.integers(0, 15), patience=st.integers(0, 6),
+       warmup=st.integers(0, 3))
+def test_early_stopping_start_property(train, min_epochs, patience, warmup):
+    start, earliest = train.early_stopping_start(min_epochs, patience, warmup)
+    assert start >= warmup  # the warm-up is never watched
+    assert earliest >= max(min_epochs, warmup + 1)
+    if min_epochs > warmup + patience + 1:
+        assert earliest == min_epochs  # no longer than asked either
+
+
+@pytest.mark.parametrize("min_epochs, patience, warmup", [(10, 3, 1), (0, 2, 1)])
+def test_early_stopping_never_stops_before_min_epochs(train, tmp_path, min_epochs,
+                                                      patience, warmup):
+    """Validation that never improves (learning rate 0): Keras stops exactly
+    at the earliest epoch early_stopping_start promises, not before. The
+    quick profile's defaults (min 10, patience 3) used to stop at epoch 4."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
+    y = np.arange(12) % 3
+    start, earliest = train.early_stopping_start(min_epochs, patience, warmup)
+    (tmp_path / "checkpoints").mkdir()
+    callbacks = train.phase_callbacks("p", out_dir=tmp_path, patience=patience,
+                                      start_from_epoch=start)
+    history = model.fit(x, y, validation_data=(x, y), epochs=30, batch_size=12,
+                        callbacks=callbacks, verbose=0)
+    assert len(history.epoch) == earliest
+    assert earliest >= min_epochs
+    assert train.best_epoch(tmp_path / "history_p.csv")[0] == 1  # ties: first
+
+
+def test_quick_profile_waits_past_warmup(train):
+    args = train.parse_args(["--data", "x.npz"])
+    assert (args.min_epochs, args.patience) == (10, 3)
+    assert train.MONITOR == "val_accuracy"
+    _, earliest = train.early_stopping_start(args.min_epochs, args.patience, 1)
+    assert earliest == 10
+
+
+def test_best_epoch_reads_the_log(train, tmp_path):
+    log = tmp_path / "history.csv"
+    log.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
+                   "0,0.1,2.0,0.12,2.1\n1,0.2,1.9,0.40,2.3\n"
+                   "2,0.3,1.8,0.40,1.9\n3,0.3,1.7,0.35,1.8\n")
+    assert train.best_epoch(log) == (2, 0.40)
+    assert train.best_epoch(tmp_path / "missing.csv") is None
+
+
+def _npz(path, classes, medmnist=False, names=None, n=3):
+    x = np.zeros((classes * n, 32, 32, 3), np.uint8)
+    y = np.repeat(np.arange(classes), n)
+    if medmnist:
+        arrays = {f"{s}_{k}": v for s in ("train", "val", "test")
+                  for k, v in (("images", x), ("labels", y))}
+    else:
+        arrays = dict(images=x, labels=y)
+    if names is not None:
+        arrays["class_names"] = np.array(names)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("file, classes, medmnist, flag, expected, said", [
+    ("cells.npz", 8, True, None, BLOODMNIST_NAMES, "8 classes in the MedMNIST"),
+    ("my_BloodMNIST_64.npz", 8, False, None, BLOODMNIST_NAMES, "file name says"),
+    ("cells.npz", 8, False, None, [str(i) for i in range(8)], "--class-names a,b"),
+    ("cells.npz", 3, True, None, ["0", "1", "2"], "--class-names a,b"),
+    ("cells.npz", 3, False, "rbc, wbc,plt", ["rbc", "wbc", "plt"], "--class-names"),
+    ("cells.npz", 8, True, ",".join("abcdefgh"), list("abcdefgh"), "--class-names"),
+])
+def test_class_names_of_a_file(train, tmp_path, file, classes, medmnist, flag,
+                               expected, said):
+    path = _npz(tmp_path / file, classes, medmnist)
+    argv = ["--data", str(path), "--image-size", "32"]
+    args = train.parse_args(argv + (["--class-names", flag] if flag else []))
+    args.class_names = train.parse_class_names(args.class_names, args.data)
+    _, _, names, _, _, _, names_from = train.load_data(args)
+    assert list(names) == expected
+    assert said in names_from
+
+
+def test_class_names_from_the_file_win(train, tmp_path):
+    path = _npz(tmp_path / "bloodmnist.npz", 8, True, names=list("ABCDEFGH"))
+    args = train.parse_args(["--data", str(path), "--image-size", "32"])
+    _, _, names, _, _, _, names_from = train.load_data(args)
+    assert list(names) == list("ABCDEFGH") and names_from == "the file's class_names"
+
+
+def test_bad_class_names(train, tmp_path):
+    with pytest.raises(train.UserError, match="distinct, non-empty"):
+        train.parse_class_names("a,,b", "cells.npz")
+    with pytest.raises(train.UserError, match="distinct, non-empty"):
+        train.parse_class_names("a,b,a", "cells.npz")
+    with pytest.raises(train.UserError, match="synthetic"):
+        train.parse_class_names("a,b", "synthetic")
+    path = _npz(tmp_path / "cells.npz", 3)
+    args = train.parse_args(["--data", str(path), "--image-size", "32"])
+    args.class_names = ("a", "b")
+    with pytest.raises(ValueError, match="2 names"):
+        train.load_data(args)
+
+
+def _metrics(report, cm):
+    cm = np.asarray(cm)
+    y_true = np.repeat(np.arange(len(cm)), cm.sum(1))
+    y_pred = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
+    names = [f"c{i}" for i in range(len(cm))]
+    return report.classification_metrics(y_true, np.eye(len(cm))[y_pred], names), names
+
+
+def test_chance_check(report):
+    good, names = _metrics(report, [[9, 1, 0], [1, 8, 1], [0, 2, 8]])
+    assert report.chance_check(good, names)["at_chance"] is False
+    # Every cell called one class (the issue's failure): at chance.
+    one, names = _metrics(report, [[0, 10, 0], [0, 10, 0], [0, 10, 0]])
+    check = report.chance_check(one, names)
+    assert check["at_chance"] and check["top_class"] == "c1"
+    assert check["top_class_share"] == 1.0 and len(check["reasons"]) == 2
+    # Imbalanced test set, majority class always: accuracy 0.8, still chance.
+    major, names = _metrics(report, [[16, 0], [4, 0]])
+    assert major["accuracy"] == 0.8 and report.chance_check(major, names)["at_chance"]
+    # Two classes, 70% balanced accuracy: not chance (threshold 0.6).
+    fair, names = _metrics(report, [[7, 3], [3, 7]])
+    check = report.chance_check(fair, names)
+    assert not check["at_chance"] and check["threshold"] == pytest.approx(0.6)
+    text = report.chance_warning(report.chance_check(one, names), ["  advice"])
+    lines = text.splitlines()
+    assert lines[0] == lines[-1] == "!" * max(len(ln) for ln in lines)
+    assert "AT CHANCE" in lines[1] and lines[-2] == "  advice"
+
+
+@settings(max_examples=20, deadline=None)
+@given(cm=st.integers(2, 8).flatmap(lambda k: st.lists(
+    st.lists(st.integers(0, 6), min_size=k, max_size=k), min_size=k, max_size=k)))
+def test_chance_check_property(report, cm):
+    cm = np.asarray(cm)
+    if cm.sum() == 0:
+        return
+    metrics, names = _metrics(report, cm)
+    check = report.chance_check(metrics, names)
+    # One class predicted for (nearly) everything is always at chance, and a
+    # perfect diagonal never is.
+    if cm.sum(0).max() >= 0.9 * cm.sum():
+        assert check["at_chance"]
+    diag, _ = _metrics(report, np.diag(np.diag(cm) + 1))
+    assert not report.chance_check(diag, names)["at_chance"]
+
+
+def test_startup_noise_filter_keeps_real_errors():
+    quiet = _module("blood_cells_quiet", EXAMPLE / "quiet.py")
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR",
+        "I0000 00:00:1796158589.002022    2387 port.cc:153] oneDNN custom "
+        "operations are on.",
+        "I0000 00:00:1796158589.002324    2387 cudart_stub.cc:31] Could not find "
+        "cuda drivers on your machine, GPU will not be used.",
+        "E0000 00:00:1796158669.397220    3895 cuda_platform.cc:52] failed call "
+        "to cuInit: INTERNAL: CUDA error",
+    ]
+    kept = ["Traceback (most recent call last):",
+            "ImportError: libfoo.so: cannot open shared object file",
+            "E0000 00:00:1796158669.397220    3895 op_kernel.cc:1] real failure"]
+    assert all(quiet.STARTUP_NOISE.search(ln) for ln in noise)
+    assert not any(quiet.STARTUP_NOISE.search(ln) for ln in kept)
+
+
+def test_quiet_import_prints_nothing():
+    """Importing TensorFlow through quiet.py, as train.py and predict.py do,
+    with no TF_CPP_MIN_LOG_LEVEL set: no output at all."""
+    code = (f"import sys; sys.path.insert(0, {str(EXAMPLE)!r}); import quiet; "
+            "tf = quiet.import_tensorflow(); import keras; print('ready')")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == "ready\n" and r.stderr == "", r.stderr[:1000]
