@@ -16,7 +16,7 @@ baseline JPEG codec of ITU-T T.81: JFIF YCbCr, 4:2:0 chroma subsampling,
 formula, and the libjpeg "fancy" (triangle) chroma upsampling on decoding.
 :func:`pixelate` is ImageNet-C's pixelate (a box down-sampling to
 ``round(H * factor)`` pixels, then nearest up-sampling), written as one
-resampling matrix per image. Kernels take images as float in ``[0, 1]``,
+block-mean matrix per image. Kernels take images as float in ``[0, 1]``,
 ``(B, H, W, C)`` with static ``H``, ``W``, ``C``, compute in float32, return
 the input dtype clipped to ``[0, 1]``, never draw random numbers, and run with
 TensorFlow (eager, graph, XLA) or JAX ops through the ``xp`` namespace.
@@ -386,26 +386,31 @@ def jpeg_compress(images, quality, xp=None, chroma_subsampling=True):
 
 
 def _box_resample_matrices(size, factor, xp):
-    """``(B, size, size)``: box-average to ``round(size * factor)``, nearest back."""
+    """``(B, size, size)``: PIL ``BOX`` down to ``round(size * factor)``, back up.
+
+    PIL's box filter gives each source pixel wholly to the low-resolution pixel
+    that contains its centre, ``floor((x + 0.5) * n / size)``, and its box
+    up-sampling reads, for each output pixel, the low-resolution pixel with the
+    same index rule. So output ``y`` is the mean of the source pixels ``x``
+    in the same block: ``R[y, x] = [blk(y) == blk(x)] / |blk(y)|``.
+    """
     np_ = xp.numpy
     n = np_.maximum(np_.floor(size * factor + 0.5), 1.0)  # low-res size (B,)
-    block = (size / n)[:, None, None]  # source px per low-res pixel
-    centre = np.arange(size, dtype=np.float32)[None, :, None] + 0.5
-    low = np_.floor(centre / block) * block  # start of the block row y reads
-    src = np.arange(size, dtype=np.float32)[None, None, :]
-    overlap = np_.minimum(low + block, src + 1.0) - np_.maximum(low, src)
-    weights = np_.maximum(overlap, 0.0)
-    return weights / np_.sum(weights, axis=2, keepdims=True)
+    centres = np.arange(size, dtype=np.float32) + 0.5
+    block = np_.floor(centres[None, :] * n[:, None] / size)  # (B, size), exact
+    same = xp.cast(block[:, :, None] == block[:, None, :], "float32")
+    return same / np_.sum(same, axis=2, keepdims=True)
 
 
 def pixelate(images, factor, xp=None):
     """Pixelation: resolution lost to a per-image ``factor`` in ``(0, 1]``.
 
-    As ImageNet-C (PIL ``BOX`` down then ``BOX`` up): each image is
-    area-averaged to ``round(H * factor)`` x ``round(W * factor)`` pixels
-    (fractional block overlaps weighted by area), then enlarged back by
-    nearest neighbour. Written as ``R_h @ X @ R_w.T`` with one resampling
-    matrix per image and axis, so different factors share one batched matmul.
+    As ImageNet-C (PIL ``BOX`` down then ``BOX`` up, which this matches to
+    float precision): each image is box-averaged to ``round(H * factor)`` x
+    ``round(W * factor)`` pixels (every source pixel counted in the block
+    holding its centre), then enlarged back by nearest neighbour. Written as
+    ``R_h @ X @ R_w.T`` with one block-mean matrix per image and axis, so
+    different factors share one batched matmul.
 
     Args:
         images: ``(B, H, W, C)`` float images in ``[0, 1]``.
