@@ -21,7 +21,7 @@ import pytest
 import keras
 
 from celltl.models import backbone_blocks, build_classifier
-from celltl.training import backbone_of, freeze_to
+from celltl.training import backbone_of, unfreeze_top
 
 BATCH, SHAPE = 32, (64, 64, 3)
 _results = {}
@@ -33,7 +33,7 @@ def _step_fn(stage):
                              head={"units": (128,)})
     total = len(backbone_blocks(backbone_of(model)))
     n = {"frozen": 0, "half": total // 2, "all": total}[stage]
-    freeze_to(model, n)
+    unfreeze_top(model, n)
     model.compile(keras.optimizers.AdamW(1e-4), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (BATCH, *SHAPE)).astype("float32")

@@ -26,3 +26,71 @@ def test_in_symbolic_build():
     Probe()(keras.Input((2,)))  # a symbolic build
     Probe()(keras.ops.ones((1, 2)))  # an eager call
     assert seen == [True, False]
+
+
+# --- celltl.training: layers and optimizers ---------------------------------
+
+
+def _built_adam(n=2, **kwargs):
+    variables = [keras.Variable(keras.ops.ones((i + 1,)), name=f"v{i}") for i in range(n)]
+    opt = keras.optimizers.Adam(**kwargs)
+    opt.build(variables)
+    return opt, variables
+
+
+def test_flatten_layers():
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")],
+                             name="inner")
+    outer = keras.Sequential([keras.Input((3,)), inner], name="outer")
+    names = [layer.name for layer in _compat.flatten_layers(outer)]
+    assert names[0] == "outer" and {"inner", "d"} <= set(names)
+
+
+def test_optimizer_learning_rate():
+    sched = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    opt, _ = _built_adam(learning_rate=sched)
+    assert _compat.optimizer_learning_rate(opt) is sched
+    opt, _ = _built_adam(learning_rate=0.25)
+    lr = _compat.optimizer_learning_rate(opt)
+    assert isinstance(lr, keras.Variable)
+    assert float(keras.ops.convert_to_numpy(lr.value)) == 0.25
+
+
+def test_optimizer_trainable_variables():
+    opt, variables = _built_adam(3)
+    assert [id(v) for v in _compat.optimizer_trainable_variables(opt)] == [
+        id(v) for v in variables]
+
+
+def test_optimizer_iterations():
+    opt, _ = _built_adam()
+    assert _compat.optimizer_iterations(opt) is opt.iterations
+    lso = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+    lso.build([keras.Variable(keras.ops.ones((2,)))])
+    own = _compat.optimizer_iterations(lso)
+    assert isinstance(own, keras.Variable) and own is not lso.inner_optimizer.iterations
+
+
+def test_optimizer_slot_lists():
+    opt, variables = _built_adam(3)
+    slots = _compat.optimizer_slot_lists(opt)
+    assert {"_momentums", "_velocities"} <= set(slots)
+    assert all(len(s) == len(variables) for s in slots.values())
+    sgd = keras.optimizers.SGD(momentum=0.9)
+    sgd.build(variables)
+    (sgd_slots,) = _compat.optimizer_slot_lists(sgd).values()  # SGD's `momentums`
+    assert len(sgd_slots) == 3 and all(isinstance(v, keras.Variable) for v in sgd_slots)
+    plain = keras.optimizers.SGD()
+    plain.build(variables)
+    assert _compat.optimizer_slot_lists(plain) == {}
+
+
+def test_copy_weight_decay_exclusions():
+    variables = [keras.Variable(keras.ops.ones((2,)), name="bias")]
+    source = keras.optimizers.AdamW(weight_decay=0.1)
+    source.exclude_from_weight_decay(var_names=["bias"])
+    target = keras.optimizers.AdamW(weight_decay=0.1)
+    target.build(variables)
+    assert target._use_weight_decay(variables[0])
+    _compat.copy_weight_decay_exclusions(source, target)
+    assert not target._use_weight_decay(variables[0])

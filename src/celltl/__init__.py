@@ -69,6 +69,7 @@ _EXPORTS = {
     "backbone_blocks": "celltl.models",
     "build_classifier": "celltl.models",
     "build_head": "celltl.models",
+    "check_backbone": "celltl.models",
     "create_backbone": "celltl.models",
     # transfer learning: freezing, unfreezing, recipe
     "FineTuneHistories": "celltl.training",
@@ -79,6 +80,7 @@ _EXPORTS = {
     "freeze_to": "celltl.training",
     "is_norm_layer": "celltl.training",
     "unfreeze": "celltl.training",
+    "unfreeze_top": "celltl.training",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

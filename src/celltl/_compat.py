@@ -5,7 +5,7 @@ optimizer attributes, ``tensorflow.python`` helpers) is reached through a named
 function here, so a Keras release that moves one breaks exactly one function,
 and ``tests/test_compat.py`` fails on that function by name.
 
-Tested with Keras 3.15.1 and TensorFlow 2.21.0 (JAX 0.12 for the JAX backend).
+Tested with Keras 3.15.1 and TensorFlow 2.21.0 (JAX 0.10.2 for the JAX backend).
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ __all__ = [
     "DataLayer",
     "DynamicBackend",
     "TESTED_KERAS_VERSIONS",
+    "copy_weight_decay_exclusions",
     "current_backend",
+    "flatten_layers",
     "in_symbolic_build",
     "in_xla_context",
     "layer_seed_generator",
+    "optimizer_iterations",
+    "optimizer_learning_rate",
+    "optimizer_slot_lists",
+    "optimizer_trainable_variables",
 ]
 
 #: Keras releases this module was tested against.
@@ -81,3 +87,79 @@ def in_symbolic_build() -> bool:
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
     return bool(in_symbolic_scope())
+
+
+# ---------------------------------------------------------------------------
+# Layers and optimizers (celltl.training)
+# ---------------------------------------------------------------------------
+
+
+def flatten_layers(layer) -> list:
+    """``layer`` and every layer nested in it at any depth (``_flatten_layers``).
+
+    ``Layer.trainable``'s setter only cascades through ``_layers``, which a
+    built ``Sequential`` leaves empty, so the freezing helpers set every
+    sublayer themselves.
+    """
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def optimizer_learning_rate(optimizer):
+    """The learning rate as given: a ``Variable``, a schedule or a callable.
+
+    The public ``optimizer.learning_rate`` evaluates a schedule at the current
+    step; the schedule object itself is the private ``_learning_rate``.
+    """
+    return optimizer._learning_rate
+
+
+def optimizer_trainable_variables(optimizer) -> list:
+    """The model variables a built optimizer updates, in its slot order (private)."""
+    return optimizer._trainable_variables
+
+
+def optimizer_iterations(optimizer):
+    """The optimizer's own iteration ``Variable`` (private ``_iterations``).
+
+    Public ``iterations`` of a ``LossScaleOptimizer`` returns its inner
+    optimizer's counter; the wrapper's own counter is only reachable here.
+    """
+    return optimizer._iterations
+
+
+def optimizer_slot_lists(optimizer) -> dict:
+    """``{attribute: [slot or None per trainable variable]}`` of a built optimizer.
+
+    Keras optimizers keep each kind of slot (Adam's ``_momentums`` and
+    ``_velocities``, SGD's ``_momentums``, EMA's ``_model_variables_moving_average``)
+    as a private list parallel to ``_trainable_variables``; this scans the
+    optimizer's attributes for such lists.
+    """
+    refs = optimizer_trainable_variables(optimizer)
+    out = {}
+    if not refs:
+        return out
+    for attr, value in vars(optimizer).items():
+        if attr in ("_variables", "_trainable_variables"):
+            continue
+        if (
+            isinstance(value, list)
+            and len(value) == len(refs)
+            and all(v is None or isinstance(v, keras.Variable) for v in value)
+            and any(v is not None for v in value)
+        ):
+            out[attr] = value
+    return out
+
+
+def copy_weight_decay_exclusions(source, target) -> None:
+    """Copies ``exclude_from_weight_decay`` settings from ``source`` to ``target``.
+
+    They live in private attributes (``_exclude_from_weight_decay`` and
+    ``_exclude_from_weight_decay_pattern``, with a per-variable cache) and are
+    not part of ``get_config``.
+    """
+    for attr in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
+        if hasattr(source, attr):
+            setattr(target, attr, getattr(source, attr))
+    target._exclude_from_weight_decay_cache = {}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import keras
 
 from celltl.models import backbone_blocks, build_classifier
-from celltl.training import GradualUnfreezer, backbone_of
+from celltl.training import GradualUnfreezer, backbone_of, freeze
 
 EPOCHS, STEPS = 4, 4
 
@@ -194,3 +196,82 @@ def test_model_saves_and_loads_after_unfreezing(tmp_path):
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GradualUnfreezer(**kwargs)
+
+
+def _applications_style_model():
+    """Three ``Conv2D -> BatchNormalization -> ReLU`` blocks named like keras.applications."""
+    x = inputs = keras.Input((8, 8, 3))
+    for i in range(3):
+        x = keras.layers.Conv2D(8, 3, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+    bb = keras.Model(inputs, x, name="named")
+    return build_classifier(bb, num_classes=3, input_shape=(8, 8, 3),
+                            head={"units": (8,), "groups": 4, "dropout": 0.0})
+
+
+class KernelLog(keras.callbacks.Callback):
+    """The conv kernels of the ``named`` backbone at the start and each epoch end."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def _snap(self):
+        bb = self.model.get_layer("named")
+        self.kernels.append(
+            {i: _np(bb.get_layer(f"block{i}_conv").kernel) for i in range(3)})
+
+    def on_train_begin(self, logs=None):
+        self._snap()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._snap()
+
+
+def _fit_named(unfreezer, epochs=3):
+    model = _applications_style_model()
+    freeze(model)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    log = KernelLog()
+    x, y = _data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=8, epochs=epochs, callbacks=[unfreezer, log],
+                  verbose=0, shuffle=False)
+    ours = [w for w in caught if "GradualUnfreezer" in str(w.message)]
+    return model, log.kernels, ours
+
+
+def test_prefix_named_backbone_top_conv_trains_at_epoch_1():
+    # issue 13: the layers of each `blockN_` form one block, so the first
+    # stage unfreezes block2's convolution (not its BatchNormalization alone)
+    unfreezer = GradualUnfreezer(every=1, verbose=0)
+    _, kernels, caught = _fit_named(unfreezer)
+    assert [s["unfrozen"] for s in unfreezer.stages] == [[], ["block2_conv"],
+                                                         ["block1_conv"]]
+    assert [s["unfrozen_variables"] for s in unfreezer.stages] == [0, 2, 2]
+    trained = [[not np.array_equal(kernels[e][i], kernels[e + 1][i]) for i in range(3)]
+               for e in range(3)]
+    assert trained == [[False, False, False], [False, False, True], [False, True, True]]
+    assert caught == []
+
+
+def test_stage_that_unfreezes_nothing_warns_once_naming_it():
+    # the old one-block-per-weighted-layer split, spelled out: block2_bn (and
+    # the ReLU after it) is a block of its own, and its BN stays frozen
+    blocks = ["block0_", "block1_", "block2_conv", "block2_bn"]
+    unfreezer = GradualUnfreezer(every=1, verbose=0, blocks=blocks)
+    _, kernels, caught = _fit_named(unfreezer)
+    assert [s["unfrozen"] for s in unfreezer.stages] == [[], ["block2_bn"],
+                                                         ["block2_conv"]]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "epoch 1" in message and "block2_bn" in message and "blocks=" in message
+    assert np.array_equal(kernels[1][2], kernels[2][2])  # epoch 1 trained nothing
+    assert not np.array_equal(kernels[2][2], kernels[3][2])
+
+
+def test_bad_blocks_argument_is_refused():
+    with pytest.raises(ValueError, match="blocks='block0'"):
+        GradualUnfreezer(blocks="block0")

@@ -1,6 +1,11 @@
 """Backbones from ``keras.applications``, the study's head, and the classifier."""
 
-from celltl.models.backbones import BACKBONES, backbone_blocks, create_backbone
+from celltl.models.backbones import (
+    BACKBONES,
+    backbone_blocks,
+    check_backbone,
+    create_backbone,
+)
 from celltl.models.classifier import build_classifier
 from celltl.models.head import build_head
 
@@ -9,5 +14,6 @@ __all__ = [
     "backbone_blocks",
     "build_classifier",
     "build_head",
+    "check_backbone",
     "create_backbone",
 ]

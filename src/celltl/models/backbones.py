@@ -2,9 +2,10 @@
 
 Every backbone made here takes images in ``[0, 255]`` (any float dtype): the
 family's own preprocessing is part of the model, so callers never need to know
-it. :func:`backbone_blocks` lists a backbone's blocks bottom to top, which is
-the unit :func:`celltl.training.freeze_to` and the
-:class:`celltl.training.GradualUnfreezer` speak in.
+it. :func:`backbone_blocks` lists a backbone's blocks bottom to top (those of
+a model it does not know by layer-name prefix), which is the unit
+:func:`celltl.training.freeze_to`, :func:`celltl.training.unfreeze_top` and
+the :class:`celltl.training.GradualUnfreezer` speak in.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import re
 
 import keras
 
-__all__ = ["BACKBONES", "backbone_blocks", "create_backbone"]
+from celltl._checks import check_number
+from celltl._compat import flatten_layers
+
+__all__ = ["BACKBONES", "backbone_blocks", "check_backbone", "create_backbone"]
 
 _MIN_SIZE = 32
 
@@ -34,7 +38,29 @@ _REGISTRY = {
 BACKBONES = tuple(_REGISTRY)
 
 
-def _canonical(name):
+def check_backbone(name):
+    """Returns the canonical name of a backbone, or raises listing the valid ones.
+
+    Case, ``_`` and ``-`` are ignored, and the Keras class name is accepted:
+    ``"ConvNeXtTiny"``, ``"convnext-tiny"`` and ``"convnext_tiny"`` are the
+    same backbone.
+
+    Args:
+        name: A backbone name.
+
+    Returns:
+        The name as listed in :data:`BACKBONES`.
+
+    Raises:
+        ValueError: ``name`` is not a string or names no known backbone; the
+            message lists :data:`BACKBONES`.
+
+    Example:
+
+    >>> from celltl.models import check_backbone
+    >>> check_backbone("MobileNetV3Small")
+    'mobilenetv3_small'
+    """
     if not isinstance(name, str):
         raise ValueError(
             f"`name` must be a string, one of {BACKBONES}. Received: name={name!r}"
@@ -48,7 +74,28 @@ def _canonical(name):
     )
 
 
-def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
+_canonical = check_backbone  # the old private name (examples/blood_cells uses it)
+
+
+def _set_bn_momentum(model, momentum):
+    """Sets the ``momentum`` of every ``BatchNormalization`` in ``model``; counts them.
+
+    Used by :func:`create_backbone` and :func:`celltl.models.build_classifier`
+    for ``bn_momentum``. Keras reads ``momentum`` when it traces the train
+    step, and saves it in the layer config.
+    """
+    momentum = check_number("bn_momentum", momentum, low=0.0, high=1.0)
+    count = 0
+    for layer in flatten_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+            count += 1
+    return count
+
+
+def create_backbone(
+    name, input_shape=(96, 96, 3), weights=None, bn_momentum=None, **kwargs
+):
     """Creates a headless ``keras.applications`` backbone taking ``[0, 255]`` images.
 
     The backbone outputs its last feature map (no pooling, no classifier).
@@ -67,6 +114,12 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
             the path of a local weights file (a Keras ``.weights.h5`` saved
             from the same backbone, or the ``..._notop.h5`` file Keras
             itself would download). Defaults to ``None``.
+        bn_momentum: If set, the ``momentum`` of every
+            ``BatchNormalization`` layer, in ``[0, 1]``. Training from
+            scratch, a lower momentum (``0.9``) lets the moving statistics
+            keep up with fast-changing weights (MobileNetV3's own ``0.999``
+            leaves them stale after a few hundred steps, and the model then
+            fails at inference). Defaults to ``None`` (the family's own).
         **kwargs: Passed to the ``keras.applications`` constructor (for
             example ``alpha`` or ``minimalistic`` for MobileNetV3).
 
@@ -77,7 +130,7 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
 
     Raises:
         ValueError: unknown ``name``, a too-small or non-RGB ``input_shape``,
-            a missing weights file.
+            a missing weights file, a ``bn_momentum`` outside ``[0, 1]``.
         RuntimeError: ``weights="imagenet"`` when the download fails (offline).
 
     Example:
@@ -87,8 +140,10 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
     >>> len(backbone_blocks(bb)) > 5
     True
     """
-    canonical = _canonical(name)
+    canonical = check_backbone(name)
     ctor_name, family = _REGISTRY[canonical]
+    if bn_momentum is not None:
+        check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
     input_shape = tuple(input_shape)
     if (
         len(input_shape) != 3
@@ -129,7 +184,7 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
 
     if weights == "imagenet":
         try:
-            return ctor(weights="imagenet", **build_kwargs)
+            model = ctor(weights="imagenet", **build_kwargs)
         except Exception as err:  # keras raises a bare Exception on fetch failure
             url = re.search(r"https?://\S+?(?=[:\s]|$)", str(err))
             cache = os.path.join(
@@ -143,9 +198,12 @@ def create_backbone(name, input_shape=(96, 96, 3), weights=None, **kwargs):
                 f"create_backbone({canonical!r}, weights='/path/to/file.h5'). "
                 f"Original error: {err}"
             ) from err
-    model = ctor(weights=None, **build_kwargs)
-    if local_path is not None:
-        model.load_weights(local_path)
+    else:
+        model = ctor(weights=None, **build_kwargs)
+        if local_path is not None:
+            model.load_weights(local_path)
+    if bn_momentum is not None:
+        _set_bn_momentum(model, bn_momentum)
     return model
 
 
@@ -240,7 +298,162 @@ def _group(layers, key_fn):
     return groups
 
 
-def backbone_blocks(model):
+# Models celltl does not know: blocks by layer-name prefix, the way
+# keras.applications (block3_conv1, conv4_block2_1_bn, stage2_...) and timm /
+# torchvision ports (layer1.0.conv1) name their layers. Two-level prefixes
+# (`convN_blockM`, `layerN.M`) first, so that ResNet-style names split per
+# block, not per stage. A digit run must end the prefix: `conv2d_3` (Keras'
+# default name for a Conv2D) has none.
+_TWO_LEVEL = re.compile(
+    r"^((?:conv|stage|layer|stack|res|group)_?\d+[_.](?:block|unit|layer)?_?\d+[a-z]?)"
+    r"(?=[_.]|$)",
+    re.IGNORECASE,
+)
+_ONE_LEVEL = re.compile(
+    r"^((?:block|stage|layer|stack|res|group|level|cell)_?\d+[a-z]?|conv_?\d+)(?=[_.]|$)",
+    re.IGNORECASE,
+)
+
+_NORM_TYPES = tuple(
+    getattr(keras.layers, n)
+    for n in (
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "RMSNormalization",
+        "SpectralNormalization",
+    )
+    if hasattr(keras.layers, n)
+)
+
+
+def _block_prefix(name):
+    """The block prefix of a layer name (``"block2_bn"``: ``"block2"``) or ``None``."""
+    for pattern in (_TWO_LEVEL, _ONE_LEVEL):
+        m = pattern.match(name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _generic_key(layer):
+    prefix = _block_prefix(layer.name)
+    if prefix is not None:
+        return prefix
+    if layer.weights and not isinstance(layer, _NORM_TYPES):
+        return id(layer)  # a block of its own
+    return None  # joins the block before it
+
+
+def _group_by_key(layers, key_fn):
+    """Blocks of layers sharing a key, in order of first appearance.
+
+    A layer whose key is ``None`` joins the block of the layer before it
+    (leading ones the first block); a block holding no weights joins its
+    neighbour below (the first one, its neighbour above).
+    """
+    members, order, current, pending = {}, [], None, []
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        key = key_fn(layer)
+        if key is None:
+            (pending if current is None else members[current]).append(layer)
+            continue
+        if key not in members:
+            members[key] = []
+            order.append(key)
+        members[key].extend(pending + [layer])
+        pending, current = [], key
+    blocks = [members[k] for k in order] or ([pending] if pending else [])
+    merged = []
+    for block in blocks:
+        if merged and not any(layer.weights for layer in block):
+            merged[-1].extend(block)
+        elif merged and not any(layer.weights for layer in merged[-1]):
+            merged[-1].extend(block)
+        else:
+            merged.append(block)
+    return merged
+
+
+def _prefix_matches(name, prefix):
+    # "block1" matches "block1_conv" and "block1a_bn", not "block10_conv"
+    if not name.startswith(prefix):
+        return False
+    return not (prefix[-1:].isdigit() and name[len(prefix) : len(prefix) + 1].isdigit())
+
+
+def _check_blocks(blocks):
+    """Checks the form of an explicit ``blocks`` argument; returns it as a list.
+
+    ``None`` passes through. Otherwise a non-empty list of name prefixes
+    (strings) or of non-empty layer lists, not a mix.
+    """
+    if blocks is None:
+        return None
+    ok = isinstance(blocks, (list, tuple)) and len(blocks) > 0
+    if ok and all(isinstance(b, str) and b for b in blocks):
+        return list(blocks)
+    if ok and all(
+        isinstance(b, (list, tuple))
+        and len(b) > 0
+        and all(isinstance(layer, keras.layers.Layer) for layer in b)
+        for b in blocks
+    ):
+        return [list(b) for b in blocks]
+    raise ValueError(
+        "`blocks` must be None, a non-empty list of layer-name prefixes, or a "
+        "non-empty list of non-empty layer lists, bottom to top. "
+        f"Received: blocks={blocks!r}"
+    )
+
+
+def _explicit_blocks(model, blocks):
+    layers = [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    index = {}  # id(layer) -> block
+    if isinstance(blocks[0], str):
+        for layer in layers:
+            hits = [i for i, p in enumerate(blocks) if _prefix_matches(layer.name, p)]
+            if hits:  # the longest matching prefix wins
+                index[id(layer)] = max(hits, key=lambda i: len(blocks[i]))
+        unused = [p for i, p in enumerate(blocks) if i not in index.values()]
+        if unused:
+            raise ValueError(
+                f"`blocks` prefixes {unused} match no layer of {model.name!r} "
+                f"(its layers: {[layer.name for layer in layers][:12]}...). "
+                f"Received: blocks={blocks!r}"
+            )
+    else:
+        known = {id(layer) for layer in layers}
+        for i, block in enumerate(blocks):
+            for layer in block:
+                if id(layer) not in known:
+                    raise ValueError(
+                        f"`blocks` must hold top-level layers of {model.name!r}; "
+                        f"blocks[{i}] holds {layer.name!r}, which is not one. "
+                        f"Received: blocks={blocks!r}"
+                    )
+                if id(layer) in index:
+                    raise ValueError(
+                        f"`blocks` puts layer {layer.name!r} in two blocks "
+                        f"({index[id(layer)]} and {i}). Received: blocks={blocks!r}"
+                    )
+                index[id(layer)] = i
+    out, current, pending = [[] for _ in blocks], None, []
+    for layer in layers:  # unnamed layers join the block before them
+        current = index.get(id(layer), current)
+        (pending if current is None else out[current]).append(layer)
+    first = index[id(next(layer for layer in layers if id(layer) in index))]
+    out[first][:0] = pending
+    return out
+
+
+def backbone_blocks(model, blocks=None):
     """Lists a backbone's blocks, bottom (input side) to top.
 
     Backbones from :func:`create_backbone` are split by their Keras layer
@@ -248,32 +461,65 @@ def backbone_blocks(model):
     layers belong to its first block) and the final norm; EfficientNetV2 into
     the stem, each ``blockNx`` and the top conv; MobileNetV3 into the stem,
     each ``expanded_conv`` and the top conv; ResNet50V2 into the stem, each
-    ``convN_blockM`` and the post-norm. Any other model is split into its
-    top-level layers that hold weights (build a custom backbone as a sequence
-    of sub-models to get one block per sub-model). Layers without weights join
-    the block before them.
+    ``convN_blockM`` and the post-norm. (A layer such a family's names do
+    not cover is treated as in any other model.)
+
+    Any other model is split by layer-name prefix: layers named
+    ``blockN_...``, ``stageN_...``, ``convN_blockM_...``, ``layerN.M....``
+    (also ``stackN``, ``resN``, ``groupN``, ``levelN``, ``cellN``, ``convN``)
+    form one block per prefix, so a block's normalization layers belong to
+    it. A layer without such a prefix that holds weights is a block of its
+    own; normalization layers and layers without weights join the block
+    before them. A model without any prefix therefore gets one block per
+    weighted layer, each with the normalization that follows it (a
+    ``Sequential`` of sub-models: one block per sub-model).
 
     Args:
         model: A backbone ``keras.Model``.
+        blocks: ``None`` (the split above), or the blocks themselves, bottom
+            to top: a list of layer-name prefixes (``["block0_", "block1_"]``;
+            the longest matching prefix wins, and ``"block1"`` does not match
+            ``"block10_conv"``), or a list of lists of the model's top-level
+            layers. Layers that no block names join the block before them
+            (leading ones the first block), so the blocks always cover the
+            whole model.
 
     Returns:
         A list of blocks, each a non-empty list of ``keras.layers.Layer``.
 
+    Raises:
+        ValueError: ``model`` is not a ``keras.Model``; ``blocks`` is
+            malformed, has a prefix that matches no layer, a layer that is
+            not a top-level layer of ``model``, or a layer in two blocks.
+
     Example:
 
-    >>> from celltl.models import backbone_blocks, create_backbone
-    >>> bb = create_backbone("convnext_tiny", input_shape=(32, 32, 3))
-    >>> blocks = backbone_blocks(bb)
-    >>> len(blocks)  # stem + 3 + 3 + 9 + 3 blocks + final norm
-    20
+    >>> import keras
+    >>> from celltl.models import backbone_blocks
+    >>> x = inputs = keras.Input((8, 8, 3))
+    >>> for i in range(2):
+    ...     x = keras.layers.Conv2D(4, 3, name=f"block{i}_conv")(x)
+    ...     x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+    >>> model = keras.Model(inputs, x)
+    >>> [[layer.name for layer in b] for b in backbone_blocks(model)]
+    [['block0_conv', 'block0_bn'], ['block1_conv', 'block1_bn']]
+    >>> len(backbone_blocks(model, blocks=["block0", "block1"]))
+    2
     """
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"`model` must be a keras.Model backbone. Received: model={model!r}"
         )
+    blocks = _check_blocks(blocks)
+    if blocks is not None:
+        return _explicit_blocks(model, blocks)
     family = _family(model)
     if family is not None:
-        return _group(model.layers, _FAMILY_KEYS[family])
-    return _group(
-        model.layers, lambda layer: id(layer) if layer.weights else None
-    )
+        family_key = _FAMILY_KEYS[family]
+
+        def key(layer):  # a layer the family does not name: as in any model
+            k = family_key(layer)
+            return _generic_key(layer) if k is None else k
+
+        return _group(model.layers, key)
+    return _group_by_key(model.layers, _generic_key)

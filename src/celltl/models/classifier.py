@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from celltl.models.backbones import create_backbone
+from celltl._checks import check_number
+from celltl.models.backbones import _set_bn_momentum, create_backbone
 from celltl.models.head import build_head
 
 __all__ = ["build_classifier"]
@@ -58,6 +59,7 @@ def build_classifier(
     augmentation=None,
     weights=None,
     name="classifier",
+    bn_momentum=None,
 ):
     """Builds ``input -> augmentation (training only) -> backbone -> head``.
 
@@ -81,6 +83,10 @@ def build_classifier(
         weights: Backbone weights when ``backbone`` is a name (see
             :func:`celltl.models.create_backbone`). Defaults to ``None``.
         name: Model name. Defaults to ``"classifier"``.
+        bn_momentum: If set, the ``momentum`` (in ``[0, 1]``) of every
+            ``BatchNormalization`` layer of the classifier, backbone and head
+            (see :func:`celltl.models.create_backbone`; ``0.9`` when training
+            MobileNetV3 from scratch). Defaults to ``None`` (unchanged).
 
     Returns:
         A functional ``keras.Model``.
@@ -93,6 +99,8 @@ def build_classifier(
     >>> model.output_shape
     (None, 8)
     """
+    if bn_momentum is not None:
+        check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, input_shape=input_shape, weights=weights)
     elif not isinstance(backbone, keras.Model):
@@ -126,4 +134,7 @@ def build_classifier(
         x = _TrainingOnly(augmentation, name="augmentation")(x)
     x = backbone(x)
     outputs = head(x)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    if bn_momentum is not None:
+        _set_bn_momentum(model, bn_momentum)
+    return model

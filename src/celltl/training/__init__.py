@@ -1,6 +1,13 @@
 """Freezing helpers, the GradualUnfreezer callback and the two-phase recipe."""
 
-from celltl.training.freezing import backbone_of, freeze, freeze_to, is_norm_layer, unfreeze
+from celltl.training.freezing import (
+    backbone_of,
+    freeze,
+    freeze_to,
+    is_norm_layer,
+    unfreeze,
+    unfreeze_top,
+)
 from celltl.training.recipe import FineTuneHistories, fine_tune
 from celltl.training.unfreezer import GradualUnfreezer
 
@@ -13,4 +20,5 @@ __all__ = [
     "freeze_to",
     "is_norm_layer",
     "unfreeze",
+    "unfreeze_top",
 ]

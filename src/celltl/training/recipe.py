@@ -58,6 +58,7 @@ def fine_tune(
     unfreeze_every=1,
     blocks_per_stage=1,
     train_norm=False,
+    blocks=None,
     patience=5,
     checkpoint_dir=None,
     loss="sparse_categorical_crossentropy",
@@ -96,6 +97,9 @@ def fine_tune(
         blocks_per_stage: With ``"gradual"``, blocks unfrozen per stage.
         train_norm: Train the backbone's normalization layers in phase 2.
             Defaults to ``False`` (frozen, as in the study).
+        blocks: Explicit backbone blocks for freezing and unfreezing (see
+            :func:`celltl.models.backbone_blocks`). Defaults to ``None``
+            (the backbone's own).
         patience: Early-stopping patience in epochs. Defaults to ``5``.
         checkpoint_dir: Folder for the best model of each phase, or ``None``.
         loss: Loss passed to ``compile``.
@@ -191,21 +195,25 @@ def fine_tune(
             verbose=verbose,
         )
 
-    freeze(model)
+    freeze(model, blocks=blocks)
     head_history = run("phase1_head", head_epochs, head_lr, [])
     if unfreeze_mode == "all":
-        unfreeze(model, train_norm=train_norm)
+        unfreeze(model, train_norm=train_norm, blocks=blocks)
         extra = []
     else:
         # The head already trained in phase 1: the first stage unfreezes
         # `blocks_per_stage` blocks at epoch 0, the next one `unfreeze_every`
         # epochs later, and so on.
-        freeze(model)
+        freeze(model, blocks=blocks)
         schedule = {
             epoch: (i + 1) * blocks_per_stage
             for i, epoch in enumerate(range(0, max(epochs, 1), unfreeze_every))
         }
-        extra = [GradualUnfreezer(schedule=schedule, train_norm=train_norm, verbose=verbose)]
+        extra = [
+            GradualUnfreezer(
+                schedule=schedule, train_norm=train_norm, verbose=verbose, blocks=blocks
+            )
+        ]
     fine_history = run("phase2_fine_tune", epochs, lr, extra)
     return FineTuneHistories(head_history, fine_history)
 

@@ -9,7 +9,8 @@ back into the variables at the end of the previous epoch, and re-reads it
 after the callbacks) this callback therefore:
 
 1. syncs the JAX state (``model.jax_state_sync()``, a no-op when synced);
-2. applies :func:`celltl.training.freeze_to` for the stage;
+2. applies :func:`celltl.training.unfreeze_top` for the stage (and warns
+   when the blocks it unfreezes make no new variable trainable);
 3. builds a fresh optimizer of the same class and config on the new
    trainable set, wrapping it in ``LossScaleOptimizer`` when the old one was
    (as ``compile`` does under ``mixed_float16``), and copies over the
@@ -24,11 +25,13 @@ after the callbacks) this callback therefore:
 from __future__ import annotations
 
 import logging
+import warnings
 
 import keras
 
-from celltl.models.backbones import backbone_blocks
-from celltl.training.freezing import backbone_of, freeze_to
+from celltl import _compat
+from celltl.models.backbones import _check_blocks, backbone_blocks
+from celltl.training.freezing import backbone_of, unfreeze_top
 
 __all__ = ["GradualUnfreezer"]
 
@@ -74,41 +77,30 @@ def _scaled_lr(lr, factor):
 
 def _clone(opt, factor):
     config = opt.get_config()
-    config["learning_rate"] = _scaled_lr(opt._learning_rate, factor)
+    config["learning_rate"] = _scaled_lr(_compat.optimizer_learning_rate(opt), factor)
     new = type(opt).from_config(config)
-    for attr in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
-        if hasattr(opt, attr):
-            setattr(new, attr, getattr(opt, attr))
+    _compat.copy_weight_decay_exclusions(opt, new)
     return new
-
-
-def _slot_lists(opt):
-    """``{attribute: [slot per trainable variable]}`` of a built optimizer."""
-    refs = opt._trainable_variables
-    out = {}
-    for attr, value in vars(opt).items():
-        if attr in ("_variables", "_trainable_variables") or not refs:
-            continue
-        if isinstance(value, list) and len(value) == len(refs):
-            if all(v is None or isinstance(v, keras.Variable) for v in value) and any(
-                v is not None for v in value
-            ):
-                out[attr] = value
-    return out
 
 
 def _copy_state(old, new):
     """Copies iterations and slots from ``old`` to ``new``; returns #slots copied."""
-    new._iterations.assign(old._iterations.value)
-    new_index = {id(v): i for i, v in enumerate(new._trainable_variables)}
-    new_lists = _slot_lists(new)
-    done = {id(old._iterations), id(old._learning_rate)}
+    old_iterations = _compat.optimizer_iterations(old)
+    new_iterations = _compat.optimizer_iterations(new)
+    new_lr = _compat.optimizer_learning_rate(new)
+    new_iterations.assign(old_iterations.value)
+    new_index = {
+        id(v): i for i, v in enumerate(_compat.optimizer_trainable_variables(new))
+    }
+    new_lists = _compat.optimizer_slot_lists(new)
+    done = {id(old_iterations), id(_compat.optimizer_learning_rate(old))}
     copied = 0
-    for attr, old_slots in _slot_lists(old).items():
+    old_refs = _compat.optimizer_trainable_variables(old)
+    for attr, old_slots in _compat.optimizer_slot_lists(old).items():
         new_slots = new_lists.get(attr)
         if new_slots is None:
             continue
-        for ref, slot in zip(old._trainable_variables, old_slots):
+        for ref, slot in zip(old_refs, old_slots):
             j = new_index.get(id(ref))
             if slot is None or j is None or new_slots[j] is None:
                 continue
@@ -120,9 +112,7 @@ def _copy_state(old, new):
     targets = {
         (v.name, tuple(v.shape)): v
         for v in new.variables
-        if id(v) not in new_slot_ids
-        and v is not new._iterations
-        and v is not new._learning_rate
+        if id(v) not in new_slot_ids and v is not new_iterations and v is not new_lr
     }
     for v in old.variables:
         if id(v) not in done and (v.name, tuple(v.shape)) in targets:
@@ -157,7 +147,9 @@ def rebuild_optimizer(optimizer, variables, lr_factor=1.0):
         new.build(variables)
         new.step_counter.assign(optimizer.step_counter.value)
         new.dynamic_scale.assign(optimizer.dynamic_scale.value)
-        new._iterations.assign(optimizer._iterations.value)
+        _compat.optimizer_iterations(new).assign(
+            _compat.optimizer_iterations(optimizer).value
+        )
         return new, _copy_state(optimizer.inner_optimizer, inner)
     new = _clone(optimizer, lr_factor)
     new.build(variables)
@@ -170,11 +162,15 @@ class GradualUnfreezer(keras.callbacks.Callback):
     Give either ``every`` (every ``every`` epochs, ``blocks_per_stage`` more
     blocks become trainable; epochs ``0 .. every - 1`` train the head only)
     or an explicit ``schedule`` ``{epoch: n}``, where from ``epoch`` on the top
-    ``n`` backbone blocks train (``n`` as in :func:`freeze_to`, or ``"all"``).
+    ``n`` backbone blocks train (``n`` as in :func:`unfreeze_top`; a negative
+    ``n`` trains all but the bottom ``-n``; ``"all"`` every block).
     At each stage the optimizer is rebuilt with its state carried over (see
     the module docstring), so the already-training variables keep their
     moments and the iteration count (and so any learning-rate schedule)
-    carries on.
+    carries on. A stage whose newly unfrozen blocks make no variable
+    trainable (say, a block holding only a normalization layer, which stays
+    frozen without ``train_norm``) triggers one ``UserWarning`` naming the
+    stage: group the layers with ``blocks=``.
 
     Args:
         every: Epochs per stage. Defaults to ``1`` when ``schedule`` is
@@ -188,11 +184,16 @@ class GradualUnfreezer(keras.callbacks.Callback):
         train_norm: Train the normalization layers of unfrozen blocks.
             Defaults to ``False`` (kept frozen, BatchNorm in inference mode).
         verbose: ``1`` prints each stage, ``0`` only logs it.
+        blocks: ``None`` (the backbone's own blocks, see
+            :func:`celltl.models.backbone_blocks`) or explicit blocks, bottom
+            to top: a list of layer-name prefixes or of layer lists.
+            Defaults to ``None``.
 
     Attributes:
         stages: One dict per applied stage: ``epoch``, ``trainable_blocks``,
             ``unfrozen`` (first layer name of each newly unfrozen block),
-            ``carried_slots`` and ``learning_rate``.
+            ``unfrozen_variables`` (how many variables of those blocks now
+            train), ``carried_slots`` and ``learning_rate``.
 
     Example:
 
@@ -217,8 +218,10 @@ class GradualUnfreezer(keras.callbacks.Callback):
         lr_scale=None,
         train_norm=False,
         verbose=1,
+        blocks=None,
     ):
         super().__init__()
+        self.blocks = _check_blocks(blocks)
         if schedule is not None and every is not None:
             raise ValueError(
                 "Pass `every` or `schedule`, not both. "
@@ -280,8 +283,9 @@ class GradualUnfreezer(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model
-        blocks = backbone_blocks(backbone_of(model))
-        n = self.target_blocks(epoch, len(blocks))
+        blocks = backbone_blocks(backbone_of(model), blocks=self.blocks)
+        total = len(blocks)
+        n = self.target_blocks(epoch, total)
         if n == self._applied:
             return
         if hasattr(model, "jax_state_sync"):
@@ -289,21 +293,37 @@ class GradualUnfreezer(keras.callbacks.Callback):
         more = self._applied is not None and n > self._applied
         factor = float(self.lr_scale) if (self.lr_scale and more) else 1.0
         before = self._applied if self._applied is not None else 0
-        freeze_to(model, n, train_norm=self.train_norm)
+        unfreeze_top(model, n, train_norm=self.train_norm, blocks=blocks)
         carried = self._rebuild(factor)
-        unfrozen = [b[0].name for b in blocks[len(blocks) - n : len(blocks) - before]]
+        new_blocks = blocks[total - n : total - before]
+        unfrozen = [b[0].name for b in new_blocks]
+        training = {id(v) for v in model.trainable_variables}
+        unfrozen_variables = len(
+            {id(v) for b in new_blocks for layer in b for v in layer.weights} & training
+        )
+        if new_blocks and not unfrozen_variables:
+            warnings.warn(
+                f"GradualUnfreezer: the stage at epoch {epoch} ({before} -> {n} "
+                f"trainable blocks) unfreezes {unfrozen} but makes no new variable "
+                "trainable: those blocks hold only normalization layers (frozen "
+                "unless train_norm=True) or no weights. Pass `blocks=` to group "
+                "the layers differently.",
+                UserWarning,
+                stacklevel=2,
+            )
         lr = model.optimizer.learning_rate
         stage = {
             "epoch": epoch,
             "trainable_blocks": n,
             "unfrozen": unfrozen,
+            "unfrozen_variables": unfrozen_variables,
             "carried_slots": carried,
             "learning_rate": float(keras.ops.convert_to_numpy(lr)),
         }
         self.stages.append(stage)
         self._applied = n
         msg = (
-            f"GradualUnfreezer: epoch {epoch}: {n}/{len(blocks)} backbone blocks "
+            f"GradualUnfreezer: epoch {epoch}: {n}/{total} backbone blocks "
             f"trainable; unfrozen now: {unfrozen or 'none'}; "
             f"learning rate {stage['learning_rate']:.3g}"
         )
@@ -319,9 +339,9 @@ class GradualUnfreezer(keras.callbacks.Callback):
         if not opt.built:
             opt.build(variables)
             carried = 0
-        elif factor == 1.0 and [id(v) for v in inner._trainable_variables] == [
-            id(v) for v in variables
-        ]:
+        elif factor == 1.0 and [
+            id(v) for v in _compat.optimizer_trainable_variables(inner)
+        ] == [id(v) for v in variables]:
             return 0  # nothing changed since the optimizer was built
         else:
             new, carried = rebuild_optimizer(opt, variables, factor)
