@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from celltl._checks import check_int, check_number, parse_value_range
+from celltl._checks import check_int, check_number, check_seed, parse_value_range
 from celltl._seeds import sub_seed
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import PassThrough, RandomChoice
@@ -37,6 +37,7 @@ def randaugment_operations(magnitude=0.5, value_range=(0, 255), seed=None):
     m = float(magnitude)
     lo, hi = value_range
     vr = (lo, hi)
+    seed = check_seed(seed, allow_none=True)
 
     def s(i):
         return sub_seed(seed, i)
