@@ -112,6 +112,21 @@ CASES = {
 }
 
 
+def corruption_cases() -> dict:
+    """``{layer name: factory}``: one layer per corruption of
+    ``celltl.robustness.CORRUPTIONS`` (full severity range), then
+    ``RandomCorruption`` over all of them."""
+    from celltl import RandomCorruption, corruption_layer
+    from celltl.robustness import CORRUPTIONS
+
+    cases = {}
+    for name in CORRUPTIONS:
+        cls = type(corruption_layer(name))
+        cases[cls.__name__] = lambda cls=cls: cls(severity=(1, 5))
+    cases["RandomCorruption"] = lambda: RandomCorruption(rate=1.0)
+    return cases
+
+
 def study_policy_kerascv():
     """The study's keras-cv pipeline (RandomAugmentationPipeline)."""
     import keras_cv

@@ -38,6 +38,7 @@ from _common import (  # noqa: E402
     batch,
     blocking,
     compiled,
+    corruption_cases,
     environment,
     have_keras_cv,
     identity,
@@ -150,11 +151,30 @@ def measure_sampler(rounds):
     return out
 
 
+def measure_corruptions(bs, modes, rounds):
+    """images/s of every corruption layer (severity (1, 5)) and RandomCorruption."""
+    import tensorflow as tf
+
+    x = tf.constant(batch(bs))
+    data = np.concatenate([batch(bs, seed=s) for s in range(4)])
+    rows = []
+    for layer, factory in corruption_cases().items():
+        for mode in modes:
+            if mode == "tf.data":
+                fn, n = tf_data_epoch(factory(), data, bs), len(data)
+            else:
+                fn, n = blocking(compiled(factory()), x), bs
+            rows.append((layer, mode, images_per_second(fn, n, rounds=rounds)))
+            log(f"corruption {layer:16s} {mode:12s} {rows[-1][2]:.0f}")
+    return rows
+
+
 def fmt(v, digits=0):
     return "n/a" if v is None else f"{v:,.{digits}f}"
 
 
-def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command):
+def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
+           corruption_rows=(), corruption_batch=128):
     lines = ["# celltl benchmark results", ""]
     lines += [f"Command: `{command}`", ""]
     lines += ["| setting | value |", "|---|---|"]
@@ -199,6 +219,18 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command):
         lines += [f"| {k} | {v:,.1f} |" for k, v in sampler_rows]
         lines += ["", "Peak memory: `pytest benchmarks/bench_sampler.py` records it in the "
                   "benchmark JSON (`extra_info`)."]
+    if corruption_rows:
+        modes = list(dict.fromkeys(m for _, m, _ in corruption_rows))
+        table = {(layer, m): v for layer, m, v in corruption_rows}
+        lines += ["", f"## Corruption layers (batch {corruption_batch}, 96x96x3 float32, "
+                  "images/s)", "",
+                  "Severity drawn per image from (1, 5); RandomCorruption draws one of "
+                  "all the corruptions per image (rate 1).", "",
+                  "| layer | " + " | ".join(modes) + " |",
+                  "|---|" + "---:|" * len(modes)]
+        for layer in dict.fromkeys(layer for layer, _, _ in corruption_rows):
+            lines.append(f"| {layer} | " + " | ".join(fmt(table.get((layer, m)))
+                                                      for m in modes) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -208,20 +240,36 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backbone", default="efficientnetv2_b0",
                         help="model for the training-overhead row")
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="defaults to benchmarks/RESULTS.md (full run)")
+    parser.add_argument("--only", choices=["corruptions"],
+                        help="run only this section (printed, RESULTS.md untouched "
+                             "unless --output is given)")
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
     batch_sizes = [32] if args.quick else [32, 128, 512]
     env = environment()
     log("environment:", env)
+    corruption_bs = 32 if args.quick else 128
+    if args.only == "corruptions":
+        rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
+        text = render(env, [], [], [], [], "python benchmarks/report.py --only corruptions",
+                      rows, corruption_bs)
+        if args.output is not None:
+            args.output.write_text(text)
+        print(text)
+        return 0
     layer_rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
     policy_rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
     train_rows = [] if args.quick else measure_training_overhead(32, 5, args.backbone)
     sampler_rows = measure_sampler(rounds)
     command = "python benchmarks/report.py" + (" --quick" if args.quick else "")
-    text = render(env, layer_rows, policy_rows, train_rows, sampler_rows, command)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    corruption_rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
+    text = render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
+                  corruption_rows, corruption_bs)
+    output = args.output or HERE / "RESULTS.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
     print(text)
     return 0
 

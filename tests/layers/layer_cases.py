@@ -119,6 +119,20 @@ LAYER_CASES = {
     ),
 }
 
+# The corruption layers, one per name of celltl.robustness.CORRUPTIONS: none
+# has a zero-strength setting (severity 1 is the mildest), so no identity.
+from celltl import RandomCorruption, corruption_layer  # noqa: E402
+from celltl.robustness import CORRUPTIONS  # noqa: E402
+
+for _name in CORRUPTIONS:
+    _cls = type(corruption_layer(_name))
+    LAYER_CASES[_cls.__name__] = dict(
+        cls=_cls, kwargs=dict(severity=(1, 5)), identity=None, rgb=_cls.requires_rgb
+    )
+LAYER_CASES["RandomCorruption"] = dict(
+    cls=RandomCorruption, kwargs=dict(rate=0.8), identity=dict(rate=0.0), rgb=True
+)
+
 
 #: Every public policy function (a name ending in ``_policy`` in
 #: :mod:`celltl.layers`) must have an entry here

@@ -58,8 +58,10 @@ def deposits(images, center_y, center_x, sigma_y, sigma_x, density, xp=None):
     >>> x = np.ones((1, 9, 9, 3), "float32")
     >>> one = lambda v: np.array([[v]], "float32")
     >>> y = np.asarray(deposits(x, one(4.5), one(4.5), one(1.0), one(1.0), one(1.0)))
-    >>> bool(y[0, 4, 4].max() < 0.6), float(y[0, 0, 0].min()) > 0.99
-    (True, True)
+    >>> [round(float(v), 3) for v in y[0, 4, 4]]  # exp(-DEPOSIT_COLOR) at the peak
+    [0.522, 0.497, 0.748]
+    >>> float(y[0, 0, 0].min()) > 0.99
+    True
     """
     xp = _xp(xp)
     np_ = xp.numpy
