@@ -157,9 +157,17 @@ def test_channel_statistics_match_numpy():
 
 
 def test_percentile_spread_is_the_std_of_a_normal():
-    x = np.random.default_rng(0).normal(0.5, 0.1, (1, 200, 200, 3)).astype("float32")
+    x = np.random.default_rng(0).normal(0.5, 0.1, (64, 32, 32, 3)).astype("float32")
     _, spread = color.channel_statistics(x, "percentile")
-    np.testing.assert_allclose(np.asarray(spread), 0.1, rtol=0.02)
+    np.testing.assert_allclose(np.asarray(spread).mean(0), 0.1, rtol=0.02)
+
+
+def test_percentiles_use_a_grid_of_at_most_percentile_pixels():
+    x = np.random.default_rng(1).uniform(0, 1, (2, 96, 96, 3)).astype("float32")
+    med, _ = color.channel_statistics(x, "percentile")
+    grid = np.sort(x[:, ::3, ::3].reshape(2, -1, 3), axis=1)  # 32 x 32 = 1024 pixels
+    assert color.PERCENTILE_PIXELS == 1024
+    np.testing.assert_allclose(np.asarray(med), grid[:, round(0.5 * 1023)], rtol=1e-6)
 
 
 def test_hed_jitter_identity_and_exact_scaling():
