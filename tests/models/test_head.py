@@ -121,6 +121,45 @@ def test_classifier_augments_only_in_training():
     assert [l.name for l in model.layers][-2:] == ["tiny", "head"]
 
 
+class _Double(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+def test_classifier_preprocessing_runs_after_augmentation_in_both_modes(tmp_path):
+    from celltl import StainNormalization
+
+    model = build_classifier(
+        _tiny_backbone(), num_classes=2, input_shape=(8, 8, 3),
+        head={"units": (32,), "dropout": 0.0}, augmentation=_AddOne(),
+        preprocessing=_Double(name="double"),
+    )
+    names = [l.name for l in model.layers]
+    assert names.index("augmentation") < names.index("double") < names.index("tiny")
+    probe = keras.Model(model.input, model.get_layer("double").output)
+    x = np.zeros((1, 8, 8, 3), "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(probe(x, training=False)), x)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(probe(x, training=True)), (x + 1) * 2
+    )
+    # A saved model carries a StainNormalization with its target statistics.
+    norm = StainNormalization(target_means=(70.0, 10.0, -5.0), target_stds=(15.0, 8.0, 6.0))
+    model = build_classifier(
+        _tiny_backbone(), num_classes=2, input_shape=(8, 8, 3),
+        head={"units": (32,)}, preprocessing=norm,
+    )
+    path = tmp_path / "norm.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    layer = next(l for l in loaded.layers if isinstance(l, StainNormalization))
+    np.testing.assert_allclose(layer.target_means, (70.0, 10.0, -5.0))
+    images = np.random.default_rng(1).uniform(40, 250, (3, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+        rtol=1e-5, atol=1e-6,
+    )
+
+
 def test_classifier_saves_and_loads(tmp_path):
     model = build_classifier(
         _tiny_backbone(), num_classes=2, input_shape=(8, 8, 3),
@@ -143,3 +182,5 @@ def test_classifier_refuses_bad_parts():
         build_classifier(_tiny_backbone(), input_shape=(8, 8, 3), augmentation="flip")
     with pytest.raises(ValueError, match="head="):
         build_classifier(_tiny_backbone(), input_shape=(8, 8, 3), head=keras.Sequential(name="x"))
+    with pytest.raises(ValueError, match="preprocessing='norm'"):
+        build_classifier(_tiny_backbone(), input_shape=(8, 8, 3), preprocessing="norm")

@@ -60,8 +60,9 @@ def build_classifier(
     weights=None,
     name="classifier",
     bn_momentum=None,
+    preprocessing=None,
 ):
-    """Builds ``input -> augmentation (training only) -> backbone -> head``.
+    """Builds ``input -> augmentation (training only) -> preprocessing -> backbone -> head``.
 
     The backbone and the head are nested models, so
     :func:`celltl.training.freeze_to` finds the backbone's blocks and always
@@ -87,6 +88,12 @@ def build_classifier(
             ``BatchNormalization`` layer of the classifier, backbone and head
             (see :func:`celltl.models.create_backbone`; ``0.9`` when training
             MobileNetV3 from scratch). Defaults to ``None`` (unchanged).
+        preprocessing: Optional deterministic Keras layer applied in training
+            *and* at inference, after the augmentation and before the
+            backbone, e.g. :class:`~celltl.StainNormalization`: the augmented
+            (shifted) training images and the served images are normalised
+            the same way, and the saved model carries the layer. Defaults to
+            ``None``.
 
     Returns:
         A functional ``keras.Model``.
@@ -118,6 +125,11 @@ def build_classifier(
             "`augmentation` must be a Keras layer or None. "
             f"Received: augmentation={augmentation!r}"
         )
+    if preprocessing is not None and not isinstance(preprocessing, keras.layers.Layer):
+        raise ValueError(
+            "`preprocessing` must be a Keras layer or None. "
+            f"Received: preprocessing={preprocessing!r}"
+        )
     if head is None or isinstance(head, dict):
         head = build_head(
             backbone.output_shape[1:], num_classes=num_classes, **(head or {})
@@ -132,6 +144,8 @@ def build_classifier(
     x = inputs
     if augmentation is not None:
         x = _TrainingOnly(augmentation, name="augmentation")(x)
+    if preprocessing is not None:
+        x = preprocessing(x)
     x = backbone(x)
     outputs = head(x)
     model = keras.Model(inputs, outputs, name=name)
