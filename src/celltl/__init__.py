@@ -35,6 +35,9 @@ _EXPORTS = {
     # robustness: the corruption benchmark
     "evaluate_robustness": "celltl.robustness",
     "RobustnessReport": "celltl.robustness",
+    "LABS": "celltl.robustness",
+    "lab_parameters": "celltl.robustness",
+    "simulate_lab": "celltl.robustness",
     "StainNormalization": "celltl.layers",
     "RandomHEDJitter": "celltl.layers",
     "RandomWhiteBalance": "celltl.layers",
