@@ -77,8 +77,10 @@ def test_eager_graph_and_tf_data_agree(name):
         lambda t: corrupt(t, name, 3, seed=5)
     )
     data = next(iter(ds)).numpy()
-    np.testing.assert_allclose(graph, eager, atol=1e-3)
-    np.testing.assert_allclose(data, eager, atol=1e-3)
+    np.testing.assert_allclose(data, graph, atol=1e-3)
+    if keras.backend.backend() == "tensorflow" or name not in RANDOM:
+        # Eagerly JAX draws its own random streams (tf.data runs TensorFlow).
+        np.testing.assert_allclose(graph, eager, atol=1e-3)
 
 
 def test_unknown_name_lists_the_valid_names():

@@ -106,13 +106,16 @@ class CorruptionLayer(BaseAugmentation):
         return config
 
 
-def corruption_layer(corruption, **kwargs):
+def corruption_layer(corruption, severity=(1.0, 5.0), value_range=(0, 255), seed=None, **kwargs):
     """The layer of ``corruption`` (a name from :data:`celltl.robustness.CORRUPTIONS`).
 
     Args:
         corruption: the corruption name, e.g. ``"defocus_blur"``.
-        **kwargs: the layer's arguments (``severity``, ``value_range``,
-            ``seed``...).
+        severity: the per-image severity range in ``[1, 5]`` (or one
+            number). Defaults to ``(1.0, 5.0)``.
+        value_range: range of input and output. Defaults to ``(0, 255)``.
+        seed: ``None`` or a non-negative int for reproducible output.
+        **kwargs: passed to :class:`keras.layers.Layer` (``name``...).
 
     Example:
 
@@ -124,4 +127,4 @@ def corruption_layer(corruption, **kwargs):
     import celltl.layers.specimen  # noqa: F401
 
     check_choice("corruption", corruption, tuple(_registry().CORRUPTIONS))
-    return _LAYERS[corruption](**kwargs)
+    return _LAYERS[corruption](severity=severity, value_range=value_range, seed=seed, **kwargs)

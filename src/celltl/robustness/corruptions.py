@@ -360,7 +360,8 @@ def corrupt(images, corruption, severity, seed=None, value_range=(0, 255)):
         corruption: a name from :data:`CORRUPTIONS`.
         severity: an int in 1..5.
         seed: ``None`` (a fresh random seed at each call, or at each trace in
-            a graph) or a non-negative int (reproducible).
+            a graph) or a non-negative int (reproducible on a given backend:
+            JAX and TensorFlow draw different random streams from one seed).
         value_range: ``(low, high)`` of the input and the output. Defaults to
             ``(0, 255)``. Float images that look like ``[0, 1]`` with the
             default range are refused (when the values are concrete), as the
