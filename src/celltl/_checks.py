@@ -16,10 +16,6 @@ import numpy as np
 
 __all__ = [
     "check_callable",
-    "check_layer",
-    "check_layers",
-    "check_weights",
-    "parse_size",
     "check_choice",
     "check_choices",
     "check_class_names",
@@ -27,11 +23,15 @@ __all__ = [
     "check_images",
     "check_int",
     "check_labels",
+    "check_layer",
+    "check_layers",
     "check_number",
     "check_numbers",
     "check_seed",
+    "check_weights",
     "parse_int_range",
     "parse_range",
+    "parse_size",
     "parse_value_range",
 ]
 
@@ -187,6 +187,74 @@ def check_numbers(name: str, value, *, length: int, low: float, high: float) -> 
             f"Received: {name}={value!r}"
         )
     return tuple(float(v) for v in values)
+
+
+def check_layer(name: str, value):
+    """A ``keras.layers.Layer`` (Keras is imported only when this is called)."""
+    import keras
+
+    if not isinstance(value, keras.layers.Layer):
+        raise ValueError(
+            f"`{name}` must be a keras.layers.Layer. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_layers(name: str, value) -> list:
+    """A non-empty list or tuple of ``keras.layers.Layer``, as a list."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of layers. Received: {name}={value!r}"
+        )
+    return [check_layer(name, layer) for layer in value]
+
+
+def check_weights(name: str, value, *, n: int) -> list:
+    """``n`` finite numbers >= 0, not all 0 (a sequence or array), as floats."""
+    try:
+        ok = not isinstance(value, str) and not any(
+            isinstance(v, (bool, np.bool_)) for v in np.ravel(np.asarray(value, object))
+        )
+        arr = np.asarray(value, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        ok, arr = False, np.zeros(0)
+    ok = ok and arr.size == n and bool(np.all(np.isfinite(arr)))
+    if not (ok and arr.min() >= 0 and arr.sum() > 0):
+        raise ValueError(
+            f"`{name}` must be {n} finite weights >= 0, not all 0. "
+            f"Received: {name}={value!r}"
+        )
+    return [float(w) for w in arr]
+
+
+def parse_size(name: str, value) -> tuple[int, int] | None:
+    """``None``, a positive int ``s`` (read as ``(s, s)``) or a ``(height, width)``
+    pair of positive ints, as a pair of ints (or None)."""
+    if value is None:
+        return None
+    size = (value, value) if np.isscalar(value) else value
+    try:
+        ok = len(size) == 2 and all(
+            isinstance(s, (numbers.Integral, np.integer))
+            and not isinstance(s, (bool, np.bool_))
+            and s > 0
+            for s in size
+        )
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`{name}` must be a positive int or a (height, width) pair of "
+            f"positive ints. Received: {name}={value!r}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def check_callable(name: str, value, *, what: str = "callable"):
+    """Something callable (a function, a Keras layer...)."""
+    if not callable(value):
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    return value
 
 def check_images(images, *, name: str = "images", where: str = "") -> np.ndarray:
     """Returns ``images`` as a uint8 ``(N, H, W, 3)`` array or raises.
@@ -383,89 +451,3 @@ def check_image_batch(images, *, value_range, name: str = "images") -> np.ndarra
             f"Received: pixels in [{lo:g}, {hi:g}]"
         )
     return arr
-
-
-def check_layer(name: str, value):
-    """A ``keras.layers.Layer`` (Keras is imported only when this is called)."""
-    import keras
-
-    if not isinstance(value, keras.layers.Layer):
-        raise ValueError(
-            f"`{name}` must be a keras.layers.Layer. Received: {name}={value!r}"
-        )
-    return value
-
-
-def check_layers(name: str, value) -> list:
-    """A non-empty list or tuple of ``keras.layers.Layer``, as a list."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(
-            f"`{name}` must be a non-empty list of layers. Received: {name}={value!r}"
-        )
-    return [check_layer(name, layer) for layer in value]
-
-
-def check_weights(name: str, value, *, n: int) -> list:
-    """``n`` finite numbers >= 0, not all 0 (a sequence or array), as floats."""
-    try:
-        ok = not isinstance(value, str) and not any(
-            isinstance(v, (bool, np.bool_)) for v in np.ravel(np.asarray(value, object))
-        )
-        arr = np.asarray(value, np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        ok, arr = False, np.zeros(0)
-    ok = ok and arr.size == n and bool(np.all(np.isfinite(arr)))
-    if not (ok and arr.min() >= 0 and arr.sum() > 0):
-        raise ValueError(
-            f"`{name}` must be {n} finite weights >= 0, not all 0. "
-            f"Received: {name}={value!r}"
-        )
-    return [float(w) for w in arr]
-
-
-def parse_size(name: str, value) -> tuple[int, int] | None:
-    """``None``, a positive int ``s`` (read as ``(s, s)``) or a ``(height, width)``
-    pair of positive ints, as a pair of ints (or None)."""
-    if value is None:
-        return None
-    size = (value, value) if np.isscalar(value) else value
-    try:
-        ok = len(size) == 2 and all(
-            isinstance(s, (numbers.Integral, np.integer))
-            and not isinstance(s, (bool, np.bool_))
-            and s > 0
-            for s in size
-        )
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"`{name}` must be a positive int or a (height, width) pair of "
-            f"positive ints. Received: {name}={value!r}"
-        )
-    return int(size[0]), int(size[1])
-
-
-def check_callable(name: str, value, *, what: str = "callable"):
-    """Something callable (a function, a Keras layer...)."""
-    if not callable(value):
-        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
-    return value
-
-
-def check_int(name: str, value, *, low: int | None = 1, high: int | None = None) -> int:
-    """An int (not a bool) in ``[low, high]`` (``None``: no bound on that side)."""
-    is_int = isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    if (
-        not is_int
-        or (low is not None and value < low)
-        or (high is not None and value > high)
-    ):
-        if low is None:
-            bound = "" if high is None else f" <= {high}"
-        else:
-            bound = f" >= {low}" if high is None else f" in {low}..{high}"
-        raise ValueError(f"`{name}` must be an int{bound}. Received: {name}={value!r}")
-    return int(value)
