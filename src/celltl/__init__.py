@@ -30,6 +30,8 @@ _EXPORTS = {
     "RandAugment": "celltl.layers",
     "AugMix": "celltl.layers",
     "study_policy": "celltl.layers",
+    "light_policy": "celltl.layers",
+    "acquisition_policy": "celltl.layers",
     "augmix_operations": "celltl.layers",
     "randaugment_operations": "celltl.layers",
     "StainNormalization": "celltl.layers",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "check_bool",
     "check_callable",
     "check_choice",
     "check_choices",
@@ -248,6 +249,13 @@ def parse_size(name: str, value) -> tuple[int, int] | None:
             f"positive ints. Received: {name}={value!r}"
         )
     return int(size[0]), int(size[1])
+
+
+def check_bool(name: str, value) -> bool:
+    """A bool (``True``/``False``, NumPy bools too), returned as ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
 
 
 def check_callable(name: str, value, *, what: str = "callable"):

@@ -24,6 +24,8 @@ from celltl import (
     RandomAffine,
     RandomChoice,
     Shear,
+    acquisition_policy,
+    light_policy,
     study_policy,
 )
 from celltl import RandomHEDJitter, RandomHue, RandomWhiteBalance
@@ -141,6 +143,8 @@ LAYER_CASES["RandomCorruption"] = dict(
 #: and goes through the model-building and seed checks of the suite.
 POLICY_CASES = {
     "study_policy": dict(fn=study_policy, kwargs=dict()),
+    "light_policy": dict(fn=light_policy, kwargs=dict()),
+    "acquisition_policy": dict(fn=acquisition_policy, kwargs=dict(rate=0.8)),
 }
 
 

@@ -296,7 +296,7 @@ def _nested_layers(layer):
     """``layer`` and the layers inside it, through their public attributes."""
     found = [layer]
     children = []
-    for attr in ("layers", "choice_layers", "operations"):
+    for attr in ("layers", "choice_layers", "operations", "corruption_layers"):
         children += list(getattr(layer, attr, None) or [])
     if isinstance(getattr(layer, "layer", None), keras.layers.Layer):
         children.append(layer.layer)

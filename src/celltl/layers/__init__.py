@@ -19,7 +19,7 @@ from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.corruption import CorruptionLayer, corruption_layer
 from celltl.layers.cutout import Cutout
 from celltl.layers.grid_mask import GridMask
-from celltl.layers.policy import study_policy
+from celltl.layers.policy import acquisition_policy, light_policy, study_policy
 from celltl.layers.rand_augment import RandAugment, randaugment_operations
 from celltl.layers.random_affine import RandomAffine
 from celltl.layers.random_corruption import RandomCorruption
@@ -37,6 +37,8 @@ __all__ = [
     "augmix_operations",
     "randaugment_operations",
     "study_policy",
+    "light_policy",
+    "acquisition_policy",
     "BaseAugmentation",
     "ColorDegenerate",
     "Cutout",
