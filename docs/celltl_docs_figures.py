@@ -236,8 +236,38 @@ def make_figures():
     all_images, all_labels, all_names, _ = load_sample()
     make_audit_figure(all_images, all_labels, all_names)
     make_balance_figure(all_images, all_labels, all_names, source)
+    make_robustness_figures(images)
     copy_benchmarks()
     return source
+
+
+def make_robustness_figures(images):
+    """The corruption grid, the simulated labs with and without stain
+    normalisation, and the heat maps of the measured reports in
+    ``docs/robustness/*.json`` (figures only: the numbers were measured by the
+    commands the Robustness guide gives)."""
+    import json
+
+    from celltl import StainNormalization
+    from celltl.robustness import RobustnessReport, save_corruption_grid, simulate_lab
+
+    picks = images[[0, 3, 6]]  # a basophil, an immature granulocyte, a neutrophil
+    save_corruption_grid(picks, OUT / "corruptions.png")
+    norm = StainNormalization(method="reinhard", statistics="percentile")
+    labs = {"home lab": picks}
+    labs.update({f"lab {k}": np.asarray(simulate_lab(picks, lab=k)) for k in "ABC"})
+    rows = [list(x) for x in labs.values()]
+    rows_norm = [list(np.clip(np.asarray(norm(x)), 0, 255).astype("uint8"))
+                 for x in labs.values()]
+    _grid(
+        [sum(pair, []) for pair in zip(rows, rows_norm)],
+        OUT / "labs.png",
+        list(labs),
+        ["as taken", "", "", "normalised", "", ""],
+    )
+    for path in sorted((DOCS / "robustness").glob("*.json")):
+        report = RobustnessReport.from_dict(json.loads(path.read_text())["robustness"])
+        report.save_plot(OUT / f"robustness_{path.stem}.png", images=images[6:7])
 
 
 def _on_builder_inited(app):

@@ -34,13 +34,13 @@ PROFILES = {
         backbone="mobilenetv3_small", image_size=64, weights="none",
         head_epochs=2, epochs=20, max_train_images=2000, max_eval_images=1000,
         synthetic_images=1600, policy="light", patience=3, min_epochs=10,
-        cpu_batch=32, gpu_batch=256,
+        stain_norm="reinhard", robustness_images=200, cpu_batch=32, gpu_batch=256,
     ),
     "full": dict(
         backbone="convnext_tiny", image_size=96, weights="imagenet",
         head_epochs=5, epochs=30, max_train_images=0, max_eval_images=0,
         synthetic_images=8000, policy="study", patience=5, min_epochs=5,
-        cpu_batch=32, gpu_batch=512,
+        stain_norm="reinhard", robustness_images=-1, cpu_batch=32, gpu_batch=512,
     ),
 }
 # Early stopping and the best checkpoint watch this; the epoch with the
@@ -94,6 +94,14 @@ def parse_args(argv=None):
                    help="augmentation policy: 'study' = celltl.study_policy; "
                         "'light' = flips, rotation/zoom and one of GridMask/"
                         "Cutout/Shear/ColorDegenerate (quick: light, full: study)")
+    p.add_argument("--stain-norm", choices=("reinhard", "grey_world", "none"),
+                   default=None,
+                   help="normalise the colour of every image, in training and "
+                        "at inference (celltl.StainNormalization, carried by the "
+                        "saved model)")
+    p.add_argument("--robustness-images", type=int, default=None,
+                   help="test cells evaluated under every corruption and "
+                        "severity in step 8 (stratified cap; -1 = all, 0 = skip)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--epochs", type=int, default=None,
@@ -140,7 +148,8 @@ def parse_args(argv=None):
     prof = PROFILES[args.profile]
     for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
                 "max_train_images", "max_eval_images", "synthetic_images",
-                "patience", "min_epochs", "policy"):
+                "patience", "min_epochs", "policy", "stain_norm",
+                "robustness_images"):
         if getattr(args, key) is None:
             setattr(args, key, prof[key])
     if args.verbose is None:
@@ -158,16 +167,18 @@ def check_args(args):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must be >= 0. "
                             f"Received: {getattr(args, flag)}")
+    if args.robustness_images < -1:
+        raise UserError("--robustness-images must be -1 (all), 0 (skip) or a "
+                        f"positive cap. Received: {args.robustness_images}")
     if args.synthetic_images < 16:
         raise UserError("--synthetic-images must be >= 16. "
                         f"Received: {args.synthetic_images}")
     args.class_names = parse_class_names(args.class_names, args.data)
     import_tensorflow()  # before celltl loads Keras: keeps TF's start-up quiet
-    from celltl.models import BACKBONES
-    from celltl.models.backbones import _canonical
+    from celltl.models import BACKBONES, check_backbone
 
     try:
-        args.backbone = _canonical(args.backbone)
+        args.backbone = check_backbone(args.backbone)
     except ValueError:
         raise UserError(f"unknown --backbone {args.backbone!r}; choose one of "
                         f"{', '.join(BACKBONES)}") from None
@@ -268,7 +279,10 @@ def resize(images, size):
 
 def load_data(args):
     """Returns ``(images, labels, class_names, splits, source, synthetic,
-    names_from)``; ``names_from`` says where the class names came from."""
+    names_from, originals)``; ``names_from`` says where the class names came
+    from, ``originals`` are the images before resizing (the robustness
+    evaluation corrupts them at their own resolution, as a microscope
+    would, then prepares them as served images are)."""
     import numpy as np
 
     from celltl.data import SYNTHETIC_NOTICE, BLOODMNIST_SIZES, load_images, \
@@ -278,7 +292,8 @@ def load_data(args):
         x, y, names = make_synthetic_cells(args.synthetic_images,
                                            image_size=args.image_size, seed=args.seed)
         print(f"  {SYNTHETIC_NOTICE}")
-        return x, y, tuple(names), {}, "synthetic", True, "celltl's synthetic classes"
+        return (x, y, tuple(names), {}, "synthetic", True,
+                "celltl's synthetic classes", x)
     text = args.data
     if text.lower().startswith("bloodmnist") and not os.path.exists(text):
         # Pick the smallest published size >= --image-size unless one is named.
@@ -298,7 +313,7 @@ def load_data(args):
     images = resize(cells.images, args.image_size)
     splits = {k: np.asarray(v) for k, v in cells.splits.items()}
     return (images, cells.labels, tuple(names), splits, cells.source, False,
-            names_from)
+            names_from, cells.images)
 
 
 def name_classes(path, cells, given):
@@ -354,7 +369,7 @@ def audit_and_clean(x, y, names, splits, out_dir):
                "cross_class_dropped": int(report.cross_class_indices.size),
                "exact_groups": len(report.exact_groups),
                "near_groups": len(report.near_groups)}
-    return result.images, np.asarray(result.labels), splits, summary
+    return result.images, np.asarray(result.labels), splits, summary, result.kept
 
 
 def subset(idx, labels, cap, seed):
@@ -391,27 +406,14 @@ def split_data(x, y, splits, args):
 
 
 def make_policy(kind, seed):
-    import keras
-
-    from celltl import ColorDegenerate, Cutout, GridMask, RandomAffine, \
-        RandomApply, RandomChoice, Shear, study_policy
+    """``light``: :func:`celltl.light_policy`; ``study``:
+    :func:`celltl.study_policy`. Both include the acquisition shifts
+    (:func:`celltl.acquisition_policy`)."""
+    from celltl import light_policy, study_policy
 
     if kind == "study":
         return study_policy(num=2, rate=0.8, magnitude=0.3, seed=seed)
-
-    def s(i):
-        return seed * 1000 + i
-
-    return keras.layers.Pipeline([
-        keras.layers.RandomFlip("horizontal_and_vertical", seed=s(1)),
-        RandomAffine(rotation=180.0, zoom=(-0.1, 0.1), seed=s(2), name="rotate"),
-        RandomApply(RandomChoice([
-            GridMask(seed=s(3)),
-            Cutout(num_holes=(1, 2), seed=s(4)),
-            Shear(x_factor=0.2, y_factor=0.2, seed=s(5)),
-            ColorDegenerate(factor=(0.0, 0.6), seed=s(6)),
-        ], num=1, seed=s(7)), rate=0.5, seed=s(8)),
-    ], name="light_policy")
+    return light_policy(seed=seed)
 
 
 # --------------------------------------------------------------------------
@@ -419,17 +421,19 @@ def make_policy(kind, seed):
 # --------------------------------------------------------------------------
 
 
-def build_model(args, num_classes, policy):
-    import keras
-
+def build_model(args, num_classes, policy, stain_norm):
     from celltl.models import build_classifier
 
     try:
+        # From scratch, BatchNorm's moving statistics must keep up with fast
+        # changing weights: MobileNetV3's momentum 0.999 leaves them stale
+        # after a few hundred steps, and the model fails at inference.
         model = build_classifier(
             args.backbone, num_classes=num_classes,
             input_shape=(args.image_size, args.image_size, 3),
             augmentation=policy if args.augment_on == "model" else None,
-            weights=args.weights)
+            preprocessing=stain_norm, weights=args.weights,
+            bn_momentum=0.9 if args.weights is None else None)
     except RuntimeError as err:  # ImageNet weights unavailable (offline)
         raise UserError(
             f"could not get ImageNet weights for {args.backbone} (offline?). "
@@ -437,13 +441,6 @@ def build_model(args, num_classes, policy):
             "(a local weights file).") from err
     except ValueError as err:
         raise UserError(str(err).splitlines()[0]) from None
-    if args.weights is None:
-        # From scratch, BatchNorm's moving statistics must keep up with fast
-        # changing weights: MobileNetV3's momentum 0.999 leaves them stale
-        # after a few hundred steps, and the model fails at inference.
-        for layer in model.layers[-2].layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = min(layer.momentum, 0.9)
     return model
 
 
@@ -581,6 +578,44 @@ def predict_probs(model, images, batch_size, tta, verbose):
     return probs / views
 
 
+def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
+                             tag):
+    """Step 8, continued: accuracy of the test cells under every corruption of
+    :data:`celltl.robustness.CORRUPTIONS` at every severity, on at most
+    ``--robustness-images`` of them (stratified), corrupted at their own
+    resolution and then resized as served images are. Writes
+    ``robustness.md`` and ``robustness.png``; returns the report's dict."""
+    import numpy as np
+
+    from celltl.robustness import evaluate_robustness
+
+    if not args.robustness_images:
+        print("  robustness: skipped (--robustness-images 0)")
+        return None
+
+    def predict_fn(x):
+        x = resize(np.asarray(x), args.image_size)
+        return predict_probs(model, x, batch, args.tta, verbose=0)
+
+    cap = args.robustness_images if args.robustness_images > 0 else None
+    n = len(images) if cap is None else min(cap, len(images))
+    print(f"  robustness: {n} test cells under every corruption and severity")
+    t = time.time()
+    rep = evaluate_robustness(None, images, labels, predict_fn=predict_fn,
+                              batch_size=max(batch, 64), seed=args.seed,
+                              max_images=cap, progress=args.verbose > 0)
+    (out_dir / "robustness.md").write_text(
+        f"# {tag}Robustness of {args.backbone} on {n} test cells\n\n"
+        + rep.to_markdown() + "\n")
+    rep.save_plot(out_dir / "robustness.png")
+    worst = rep.worst_corruption
+    print(f"  clean {rep.clean_accuracy:.3f}   mean corrupted "
+          f"{rep.mean_corrupted_accuracy:.3f}   worst {worst} "
+          f"{float(np.mean(rep.accuracy[worst])):.3f}   ({time.time() - t:.0f} s; "
+          f"robustness.md, robustness.png)")
+    return rep.to_dict()
+
+
 # --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
@@ -616,7 +651,7 @@ def run(args):
     head_epochs = 0 if from_scratch else args.head_epochs
 
     step(1, f"Load {args.data}")
-    x, y, names, splits, source, synthetic, names_from = load_data(args)
+    x, y, names, splits, source, synthetic, names_from, originals = load_data(args)
     tag = "SYNTHETIC DATA - " if synthetic else ""
     print(f"  {len(x)} images {x.shape[1]}x{x.shape[2]}, {len(names)} classes: "
           f"{', '.join(names)}")
@@ -624,7 +659,8 @@ def run(args):
     print(f"  class counts: {np.bincount(y, minlength=len(names)).tolist()}")
 
     step(2, "Audit duplicates and clean")
-    x, y, splits, audit = audit_and_clean(x, y, names, splits, out_dir)
+    x, y, splits, audit, kept = audit_and_clean(x, y, names, splits, out_dir)
+    originals = originals[kept]
 
     step(3, "Split")
     tr, va, te, how = split_data(x, y, splits, args)
@@ -632,6 +668,8 @@ def run(args):
         raise UserError(f"too few images to split ({len(x)}): need some in "
                         "train, validation and test")
     x_tr, y_tr, x_va, y_va, x_te, y_te = x[tr], y[tr], x[va], y[va], x[te], y[te]
+    originals_te = originals[te]
+    del originals
     print(f"  {how}: train {tr.size}, validation {va.size}, test {te.size}"
           + (f" (train capped at --max-train-images {args.max_train_images})"
              if args.max_train_images else ""))
@@ -642,7 +680,10 @@ def run(args):
           f"images, epochs {head_epochs} head + {args.epochs} fine-tune, batch "
           f"{batch}, lr {lr:g}, early stopping patience {args.patience} after "
           f"{args.min_epochs} epochs, policy {args.policy} on {args.augment_on}, "
-          f"balance {args.balance}, unfreeze {args.unfreeze}")
+          f"stain normalisation {args.stain_norm}, balance {args.balance}, "
+          f"unfreeze {args.unfreeze}, robustness on "
+          + ("all" if args.robustness_images < 0 else str(args.robustness_images))
+          + " test cells")
     print(f"  devices: {where}, {strategy.num_replicas_in_sync} replica(s), "
           f"precision {precision}" + (", XLA auto" if args.on_gpu else ""))
 
@@ -686,10 +727,20 @@ def run(args):
         out_dir / "augmentation_grid.png",
         f"{tag}{args.policy} policy: originals and augmented")
     print(f"  wrote {grid}")
+    stain_norm = None
+    if args.stain_norm != "none":
+        from celltl import StainNormalization
+
+        stain_norm = StainNormalization(method=args.stain_norm)
+        stain_norm.adapt(x_tr)
+        print(f"  stain normalisation ({args.stain_norm}) of every image, in "
+              "training and at inference; target statistics adapted to the "
+              "training images: means "
+              + ", ".join(f"{v:.1f}" for v in stain_norm.target_means))
 
     step(6, f"Model: {args.backbone}")
     with strategy.scope():
-        model = build_model(args, len(names), step5_policy)
+        model = build_model(args, len(names), step5_policy, stain_norm)
     print(f"  {model.count_params():,} parameters")
 
     step(7, "Train")
@@ -753,6 +804,8 @@ def run(args):
             "  on more images, or start from --weights imagenet; see the",
             f"  training curves in {out_dir / 'training_curves.png'}."])
         print("\n" + warning, flush=True)
+    robustness = evaluate_robustness_step(model, originals_te, y_te, names, args,
+                                          batch, out_dir, tag)
 
     step(9, "Save")
     model_path = out_dir / "model.keras"
@@ -770,6 +823,7 @@ def run(args):
         "at_chance": chance["at_chance"], "chance_check": chance,
         "warnings": [warning] if warning else [],
         "class_names_from": names_from,
+        "robustness": robustness,
         "tta": args.tta, "test_images": int(te.size), "train_images": int(tr.size),
         "val_images": int(va.size), "split": how, "audit": audit,
         "epochs_run": dict(zip(phases, lengths)),

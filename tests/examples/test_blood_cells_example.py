@@ -119,6 +119,23 @@ def test_default_quick_profile_on_real_sample(sample_npz_path, tmp_path):
     assert metrics["accuracy"] >= 0.25, metrics["accuracy"]
     assert metrics["at_chance"] is False and not metrics["warnings"]
     assert "AT CHANCE" not in r.stdout
+    # Step 8 also scores the test cells under every corruption and severity,
+    # and the saved model normalises stain (a StainNormalization layer).
+    from celltl.robustness import CORRUPTIONS
+
+    rob = metrics["robustness"]
+    assert set(rob["accuracy"]) == set(CORRUPTIONS)
+    assert all(len(v) == 5 and all(0 <= a <= 1 for a in v) for v in rob["accuracy"].values())
+    assert rob["n_images"] == metrics["test_images"]
+    assert abs(rob["clean_accuracy"] - metrics["accuracy"]) < 0.05
+    assert (out / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "robustness.md").read_text()
+    assert all(c in md for c in CORRUPTIONS) and "mean corrupted accuracy" in md
+    assert "stain normalisation (reinhard)" in r.stdout
+    import zipfile
+
+    with zipfile.ZipFile(out / "model.keras") as z:
+        assert "StainNormalization" in z.read("config.json").decode()
 
     # predict.py on an .npz, a single image file and a folder.
     p = _run(PREDICT, out / "model.keras", sample_npz_path, "--limit", "5")
