@@ -385,3 +385,21 @@ def test_bad_input_is_rejected():
         S.defocus_blur(np.zeros((1, 8, 8, 3), np.float32), 1.0, xp=TF, max_radius=8)
     with pytest.raises(ValueError, match="Received: max_length=0"):
         S.motion_blur(np.zeros((1, 8, 8, 3), np.float32), 1.0, 0.0, xp=TF, max_length=0)
+
+
+@pytest.mark.parametrize("kernel", ["defocus", "motion"])
+def test_blurs_compile_with_xla_on_an_empty_batch(kernel):
+    """A composite (RandomCorruption) hands a corruption an empty sub-batch;
+    XLA's MirrorPad refused it (RET_CHECK on a zero-size dimension)."""
+    import tensorflow as tf
+
+    def blur(a):
+        n = tf.shape(a)[0]
+        if kernel == "defocus":
+            return S.defocus_blur(a, tf.fill([n], 2.0))
+        return S.motion_blur(a, tf.fill([n], 4.0), tf.fill([n], 0.5))
+
+    f = tf.function(blur, jit_compile=True)
+    assert tuple(f(tf.zeros((0, 20, 16, 3))).shape) == (0, 20, 16, 3)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 20, 16, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(f(x)), np.asarray(blur(x)), atol=1e-5)

@@ -69,22 +69,6 @@ class CorruptionLayer(BaseAugmentation):
         super().__init__(value_range=value_range, seed=seed, **kwargs)
         self.severity = parse_range("severity", severity, low=1.0, high=5.0, single="fixed")
 
-    def augment(self, images):
-        transformation = self.get_random_transformation(images, seed=self._seed())
-        kernel = self._kernel()
-        if self.backend.name == "tensorflow" and images.shape[0] is None:
-            import tensorflow as tf
-
-            if not tf.executing_eagerly():
-                # A composite's sub-batch may be empty, and the blur kernels'
-                # reflect padding does not compile with XLA for 0 images.
-                return tf.cond(
-                    tf.shape(images)[0] > 0,
-                    lambda: kernel(images, transformation),
-                    lambda: images,
-                )
-        return kernel(images, transformation)
-
     def get_random_transformation(self, images, seed):
         severity = self._uniform((self._batch_size(images),), self.severity, seed)
         return _registry().sample_corruption(
@@ -92,9 +76,6 @@ class CorruptionLayer(BaseAugmentation):
         )
 
     def transform_images(self, images, transformation):
-        if images.shape[0] == 0:
-            # An empty sub-batch of a composite (XLA cannot reflect-pad it).
-            return images
         out = _registry().apply_corruption(
             self.corruption, images, transformation, self.value_range, xp=self.backend
         )

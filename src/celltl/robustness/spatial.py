@@ -127,7 +127,7 @@ def _correlate_per_image(images, kernels, xp):
     _, height, width, channels = images.shape
     size = kernels.shape[-1]
     pad = size // 2
-    x = np_.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+    x = _reflect_pad(images, pad, xp)
     if getattr(xp, "name", None) == "tensorflow" and not in_xla_context():
         padded = (1, height + 2 * pad, width + 2 * pad, -1)
         x = np_.reshape(np_.transpose(x, (1, 2, 0, 3)), padded)
@@ -144,6 +144,21 @@ def _correlate_per_image(images, kernels, xp):
         rows = np_.einsum("bj,uxj->bux", kernels[:, i], band)
         out = out + np_.einsum("byuc,bux->byxc", x[:, i : i + height], rows)
     return out
+
+
+def _reflect_pad(images, pad, xp):
+    """Reflect-pads rows and columns of ``(B, H, W, C)`` by ``pad`` (``numpy``'s
+    ``"reflect"``: the edge pixel is not repeated). Built from gathers rather
+    than a padding op, so an empty batch (a composite's sub-batch) compiles
+    with XLA too: XLA's MirrorPad refuses a zero-size dimension."""
+
+    def index(n):
+        i = np.abs(np.arange(-pad, n + pad))
+        return np.where(i > n - 1, 2 * (n - 1) - i, i).astype(np.int32)
+
+    _, height, width, _ = images.shape
+    x = xp.numpy.take(images, index(height), axis=1)
+    return xp.numpy.take(x, index(width), axis=2)
 
 
 def _check_support(name, max_value, half, height, width):
