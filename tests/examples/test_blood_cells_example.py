@@ -444,3 +444,23 @@ def test_quiet_import_prints_nothing():
                        text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == "ready\n" and r.stderr == "", r.stderr[:1000]
+
+
+def test_compare_recipes_trains_and_scores_a_recipe(sample_npz_path, tmp_path):
+    """The script behind the Robustness guide's recipe table, one epoch on the
+    400-cell sample: clean, corrupted and simulated-lab accuracies for the
+    recipe asked for, and a bad recipe refused by name."""
+    from celltl.robustness import CORRUPTIONS
+
+    script = EXAMPLE / "compare_recipes.py"
+    r = _run(script, "--data", sample_npz_path, "--recipe", "light+reinhard_pct",
+             "--epochs", "1", "--output-dir", tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((tmp_path / "light+reinhard_pct.json").read_text())
+    assert result["recipe"] == "light+reinhard_pct" and result["epochs"] == 1
+    assert result["test_images"] == 80
+    assert set(result["labs"]) == {"A", "B", "C"}
+    assert set(result["robustness"]["accuracy"]) == set(CORRUPTIONS)
+    assert 0 <= result["mean_corrupted_accuracy"] <= 1
+    bad = _run(script, "--data", sample_npz_path, "--recipe", "light+sepia")
+    assert bad.returncode == 2 and "Received: --recipe light+sepia" in bad.stderr
