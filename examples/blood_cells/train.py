@@ -7,7 +7,7 @@ The nine steps: load, audit and clean, split, balance, augment, model, train
 Profiles:
   quick  a few minutes on a 2-core CPU: MobileNetV3Small at 64x64 trained
          from scratch (BatchNorm momentum 0.9) on at most 2,000 training
-         images, 30 epochs (at least 20 before early stopping), the light
+         images, 40 epochs (at least 30 before early stopping), the light
          policy with the acquisition shifts, stain normalisation, and a
          robustness evaluation of 200 test cells.
   full   the study's recipe: ConvNeXtTiny with ImageNet weights at 96x96,
@@ -34,8 +34,8 @@ from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 PROFILES = {
     "quick": dict(
         backbone="mobilenetv3_small", image_size=64, weights="none",
-        head_epochs=2, epochs=30, max_train_images=2000, max_eval_images=1000,
-        synthetic_images=1600, policy="light", patience=5, min_epochs=20,
+        head_epochs=2, epochs=40, max_train_images=2000, max_eval_images=1000,
+        synthetic_images=1600, policy="light", patience=5, min_epochs=30,
         stain_norm="reinhard", robustness_images=200, cpu_batch=32, gpu_batch=256,
     ),
     "full": dict(
@@ -107,7 +107,7 @@ def parse_args(argv=None):
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of phase 2 (quick: 30, full: 30)")
+                   help="epochs of phase 2 (quick: 40, full: 30)")
     p.add_argument("--head-epochs", type=int, default=None,
                    help="epochs of phase 1 (head only); skipped without "
                         "pretrained weights (quick: 2, full: 5)")
@@ -130,7 +130,7 @@ def parse_args(argv=None):
                         f"{MONITOR} (quick: 5, full: 5)")
     p.add_argument("--min-epochs", type=int, default=None,
                    help="epochs of each phase before early stopping may stop; "
-                        "never less than the warm-up (quick: 20, full: 5)")
+                        "never less than the warm-up (quick: 30, full: 5)")
     p.add_argument("--devices", default=None,
                    help="'cpu:N' splits the CPU into N logical devices and trains "
                         "with MirroredStrategy (tests the multi-device path); "

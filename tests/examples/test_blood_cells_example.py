@@ -111,7 +111,7 @@ def test_default_quick_profile_on_real_sample(sample_npz_path, tmp_path):
     assert "class names: the file's class_names" in r.stdout
     _assert_quiet_start(r)
     metrics = _check_outputs(out, synthetic=False)
-    assert metrics["epochs_run"]["phase2_fine_tune"] >= 20, metrics["epochs_run"]
+    assert metrics["epochs_run"]["phase2_fine_tune"] >= 30, metrics["epochs_run"]
     assert metrics["monitor"] == "val_accuracy"
     assert "restored the weights of epoch" in r.stdout
     # 8 classes: chance is 0.125 (10 of 80 test cells); 0.25 is > 3 SD above
@@ -300,10 +300,10 @@ def test_early_stopping_never_stops_before_min_epochs(train, tmp_path, min_epoch
 
 def test_quick_profile_waits_past_warmup(train):
     args = train.parse_args(["--data", "x.npz"])
-    assert (args.min_epochs, args.patience) == (20, 5)
+    assert (args.min_epochs, args.patience) == (30, 5)
     assert train.MONITOR == "val_accuracy"
     _, earliest = train.early_stopping_start(args.min_epochs, args.patience, 1)
-    assert earliest == 20
+    assert earliest == 30
 
 
 def test_best_epoch_reads_the_log(train, tmp_path):
@@ -343,7 +343,7 @@ def test_class_names_of_a_file(train, tmp_path, file, classes, medmnist, flag,
     argv = ["--data", str(path), "--image-size", "32"]
     args = train.parse_args(argv + (["--class-names", flag] if flag else []))
     args.class_names = train.parse_class_names(args.class_names, args.data)
-    _, _, names, _, _, _, names_from = train.load_data(args)
+    _, _, names, _, _, _, names_from, _ = train.load_data(args)
     assert list(names) == expected
     assert said in names_from
 
@@ -351,7 +351,7 @@ def test_class_names_of_a_file(train, tmp_path, file, classes, medmnist, flag,
 def test_class_names_from_the_file_win(train, tmp_path):
     path = _npz(tmp_path / "bloodmnist.npz", 8, True, names=list("ABCDEFGH"))
     args = train.parse_args(["--data", str(path), "--image-size", "32"])
-    _, _, names, _, _, _, names_from = train.load_data(args)
+    _, _, names, _, _, _, names_from, _ = train.load_data(args)
     assert list(names) == list("ABCDEFGH") and names_from == "the file's class_names"
 
 
