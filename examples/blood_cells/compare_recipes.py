@@ -71,7 +71,7 @@ def main(argv=None):
     p.add_argument("--data", required=True, help="a study .npz (images, labels)")
     p.add_argument("--recipe", required=True,
                    help=f"POLICY+NORM, POLICY in {POLICIES}, NORM in {NORMS}")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs/recipes")
