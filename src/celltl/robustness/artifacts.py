@@ -55,6 +55,7 @@ def deposits(images, center_y, center_x, sigma_y, sigma_x, density, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.artifacts import deposits
     >>> x = np.ones((1, 9, 9, 3), "float32")
     >>> one = lambda v: np.array([[v]], "float32")
     >>> y = np.asarray(deposits(x, one(4.5), one(4.5), one(1.0), one(1.0), one(1.0)))
@@ -100,6 +101,7 @@ def bubbles(images, center_y, center_x, radius, active, strength, ring_width, xp
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.artifacts import bubbles
     >>> x = np.full((1, 32, 32, 1), 0.5, "float32")
     >>> k = lambda v: np.array([[v]], "float32")
     >>> y = np.asarray(bubbles(x, k(16), k(16), k(10), k(1), np.array([1.0]), np.array([1.0])))

@@ -69,6 +69,7 @@ def exposure(images, stops, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import exposure
     >>> x = np.full((1, 2, 2, 3), 0.4, "float32")
     >>> [round(float(v), 3) for v in np.asarray(exposure(x, np.array([1.0, -1.0])))[:, 0, 0, 0]]
     [0.8, 0.2]
@@ -87,6 +88,7 @@ def gamma(images, value, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import gamma
     >>> x = np.full((1, 1, 1, 1), 0.5, "float32")
     >>> round(float(np.asarray(gamma(x, np.array([2.0])))[0, 0, 0, 0]), 3)
     0.25
@@ -106,6 +108,7 @@ def contrast(images, factor, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import contrast
     >>> x = np.array([0.25, 0.75], "float32").reshape(1, 1, 2, 1)
     >>> np.asarray(contrast(x, np.array([0.5])))[0, 0, :, 0].tolist()
     [0.375, 0.625]
@@ -125,6 +128,7 @@ def saturation(images, factor, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import saturation
     >>> red = np.zeros((1, 1, 1, 3), "float32"); red[..., 0] = 1.0
     >>> [round(float(v), 3) for v in np.asarray(saturation(red, np.array([0.0])))[0, 0, 0]]
     [0.299, 0.299, 0.299]
@@ -153,6 +157,7 @@ def stain_shift(images, haematoxylin, eosin, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import stain_shift
     >>> x = np.full((1, 1, 1, 3), 0.6, "float32")
     >>> y = np.asarray(stain_shift(x, np.array([1.5]), np.array([1.0])))
     >>> bool((y < x).all())
@@ -186,6 +191,7 @@ def sensor_noise(images, noise, shot, read, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.photometric import sensor_noise
     >>> x = np.full((1, 2, 2, 1), 0.5, "float32")
     >>> y = sensor_noise(x, np.ones_like(x), np.array([0.02]), np.array([0.0]))
     >>> round(float(np.asarray(y)[0, 0, 0, 0]), 3)

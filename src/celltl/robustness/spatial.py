@@ -215,6 +215,7 @@ def defocus_blur(images, radius, xp=None, max_radius=6.0):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.spatial import defocus_blur
     >>> x = np.zeros((1, 9, 9, 1), "float32"); x[0, 4, 4] = 1.0
     >>> y = np.asarray(defocus_blur(x, [1.5]))
     >>> round(float(y.sum()), 4), bool(y[0, 4, 4, 0] < 1), float(y[0, 0, 0, 0])
@@ -275,6 +276,7 @@ def motion_blur(images, length, angle, xp=None, max_length=12.0):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.spatial import motion_blur
     >>> x = np.zeros((1, 9, 9, 1), "float32"); x[0, 4, 4] = 1.0
     >>> y = np.asarray(motion_blur(x, [4.0], [0.0]))[0, :, :, 0]
     >>> float(y[3:6].sum().round(4)), float(y[4, 2:7].sum().round(4))
@@ -367,6 +369,7 @@ def jpeg_compress(images, quality, xp=None, chroma_subsampling=True):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.spatial import jpeg_compress
     >>> x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
     >>> y = np.asarray(jpeg_compress(x, [95.0, 10.0]))
     >>> err = np.abs(y - x).mean(axis=(1, 2, 3))
@@ -439,6 +442,7 @@ def pixelate(images, factor, xp=None):
     Example:
 
     >>> import numpy as np
+    >>> from celltl.robustness.spatial import pixelate
     >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1) / 15
     >>> y = np.asarray(pixelate(x, [0.5]))[0, :, :, 0] * 15
     >>> y[:2, :2].tolist()
