@@ -28,6 +28,7 @@ __all__ = [
     "check_layers",
     "check_number",
     "check_numbers",
+    "check_pixel_range",
     "check_seed",
     "check_weights",
     "parse_int_range",
@@ -405,6 +406,29 @@ def check_int(name: str, value, *, low: int | None = 1, high: int | None = None)
             bound = f" >= {low}" if high is None else f" in {low}..{high}"
         raise ValueError(f"`{name}` must be an int{bound}. Received: {name}={value!r}")
     return int(value)
+
+
+def check_pixel_range(who: str, vmin: float, vmax: float, value_range) -> None:
+    """Refuses pixels ``[vmin, vmax]`` that leave ``value_range``, or that look
+    like ``[0, 1]`` images while ``value_range`` is ``(0, 255)``-like.
+
+    ``who`` names the caller in the message (a layer's class, ``corrupt``).
+    Shared by the layers' eager input check and :func:`celltl.robustness.corrupt`.
+    """
+    low, high = value_range
+    span = high - low
+    if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
+        raise ValueError(
+            f"`{who}` got images whose values are all in [{vmin:.3g}, {vmax:.3g}], "
+            f"which looks like the [0, 1] range, but value_range={(low, high)}. "
+            "Pass value_range=(0, 1) or scale the images to [0, 255]."
+        )
+    tolerance = 1e-3 * span
+    if vmin < low - tolerance or vmax > high + tolerance:
+        raise ValueError(
+            f"`{who}` got images with values in [{vmin:.4g}, {vmax:.4g}], outside "
+            f"value_range={(low, high)}."
+        )
 
 
 def check_choices(name: str, values, choices: Sequence) -> tuple:

@@ -32,7 +32,13 @@ import weakref
 
 import keras
 
-from celltl._checks import check_choice, check_number, check_seed, parse_value_range
+from celltl._checks import (
+    check_choice,
+    check_number,
+    check_pixel_range,
+    check_seed,
+    parse_value_range,
+)
 from celltl._compat import (
     DataLayer,
     in_symbolic_build,
@@ -136,22 +142,8 @@ class RandomLayer(DataLayer):
         values = _concrete_min_max(images, self.backend) if ranges else None
         if values is None:
             return
-        vmin, vmax = values
-        for low, high in ranges:
-            span = high - low
-            if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
-                raise ValueError(
-                    f"`{self.__class__.__name__}` got images whose values are all "
-                    f"in [{vmin:.3g}, {vmax:.3g}], which looks like the [0, 1] "
-                    f"range, but value_range={(low, high)}. Pass value_range=(0, 1) "
-                    "or scale the images to [0, 255]."
-                )
-            tolerance = 1e-3 * span
-            if vmin < low - tolerance or vmax > high + tolerance:
-                raise ValueError(
-                    f"`{self.__class__.__name__}` got images with values in "
-                    f"[{vmin:.4g}, {vmax:.4g}], outside value_range={(low, high)}."
-                )
+        for value_range in ranges:
+            check_pixel_range(self.__class__.__name__, *values, value_range)
 
     def _check_channels(self, channels):
         return None

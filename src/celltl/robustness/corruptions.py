@@ -41,6 +41,7 @@ import numpy as np
 from celltl._checks import (
     check_choice,
     check_int,
+    check_pixel_range,
     check_seed,
     parse_value_range,
 )
@@ -422,18 +423,5 @@ def _check_values(images, value_range, xp):
     from celltl.layers.base import _concrete_min_max
 
     values = _concrete_min_max(images, xp)
-    if values is None:
-        return
-    (vmin, vmax), (low, high) = values, value_range
-    span = high - low
-    if span > 2.0 and low >= 0 and 0.0 < vmax <= 1.0:
-        raise ValueError(
-            f"`corrupt` got images whose values are all in [{vmin:.3g}, {vmax:.3g}], "
-            f"which looks like the [0, 1] range, but value_range={value_range}. "
-            "Pass value_range=(0, 1) or scale the images to [0, 255]."
-        )
-    if vmin < low - 1e-3 * span or vmax > high + 1e-3 * span:
-        raise ValueError(
-            f"`corrupt` got images with values in [{vmin:.4g}, {vmax:.4g}], outside "
-            f"value_range={value_range}."
-        )
+    if values is not None:
+        check_pixel_range("corrupt", *values, value_range)
