@@ -94,3 +94,39 @@ def test_copy_weight_decay_exclusions():
     assert target._use_weight_decay(variables[0])
     _compat.copy_weight_decay_exclusions(source, target)
     assert not target._use_weight_decay(variables[0])
+
+
+def test_backup_epoch(tmp_path):
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    backup = tmp_path / "backup"
+    assert _compat.backup_epoch(backup) == 0
+    cb = keras.callbacks.BackupAndRestore(str(backup))
+    try:
+        model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=5, verbose=0,
+                  callbacks=[cb, Stop()])
+    except RuntimeError:
+        pass
+    assert _compat.backup_epoch(backup) == 2
+
+
+def test_reset_initial_epoch(tmp_path):
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((4, 2)), np.zeros((4, 1))
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "b"),
+                                              delete_checkpoint=False)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[backup])
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[backup])  # restores epoch 2
+    assert model._initial_epoch == 2  # what Keras leaves behind
+    _compat.reset_initial_epoch(model)
+    assert len(model.fit(x, y, epochs=2, verbose=0).epoch) == 2

@@ -10,6 +10,8 @@ Tested with Keras 3.15.1 and TensorFlow 2.21.0 (JAX 0.10.2 for the JAX backend).
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras.src.layers.preprocessing.data_layer import DataLayer
 from keras.src.utils.backend_utils import DynamicBackend
@@ -18,6 +20,7 @@ __all__ = [
     "DataLayer",
     "DynamicBackend",
     "TESTED_KERAS_VERSIONS",
+    "backup_epoch",
     "copy_weight_decay_exclusions",
     "current_backend",
     "flatten_layers",
@@ -28,6 +31,7 @@ __all__ = [
     "optimizer_learning_rate",
     "optimizer_slot_lists",
     "optimizer_trainable_variables",
+    "reset_initial_epoch",
 ]
 
 #: Keras releases this module was tested against.
@@ -51,6 +55,29 @@ def layer_seed_generator(layer, backend: DynamicBackend):
     (private ``DataLayer._get_seed_generator`` and ``DynamicBackend._backend``).
     """
     return layer._get_seed_generator(backend._backend)
+
+
+@contextlib.contextmanager
+def borrowed_backends(layers, backend: DynamicBackend):
+    """Switches the ``DataLayer``\ s in ``layers`` to ``backend``'s backend.
+
+    A ``DataLayer`` switches its own backend to TensorFlow in its
+    ``__call__`` inside ``tf.data`` (``DynamicBackend.set_backend``/``reset``);
+    a fused policy calls its layers' samplers and kernels directly, so it
+    lends them its own backend for the duration.
+    """
+    name = backend._backend
+    switched = []
+    for layer in layers:
+        own = getattr(layer, "backend", None)
+        if isinstance(own, DynamicBackend) and own._backend != name:
+            own.set_backend(name)
+            switched.append(own)
+    try:
+        yield
+    finally:
+        for own in switched:
+            own.reset()
 
 
 def in_xla_context() -> bool:
@@ -163,3 +190,31 @@ def copy_weight_decay_exclusions(source, target) -> None:
         if hasattr(source, attr):
             setattr(target, attr, getattr(source, attr))
     target._exclude_from_weight_decay_cache = {}
+
+
+def backup_epoch(backup_dir) -> int:
+    """Epochs finished and saved in a ``keras.callbacks.BackupAndRestore``
+    folder (``0`` when it holds no backup).
+
+    Read from the callback's private ``training_metadata.json``, the epoch
+    ``fit`` resumes from; ``fine_tune`` keeps its CSV log to those epochs.
+    """
+    import json
+    import os
+
+    path = os.path.join(os.fspath(backup_dir), "training_metadata.json")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def reset_initial_epoch(model) -> None:
+    """Forgets the epoch a ``BackupAndRestore`` restored (private
+    ``Model._initial_epoch``).
+
+    Keras sets it when a backup is restored and never clears it, so the next
+    ``fit`` on the same model (phase 2 after a resumed phase 1) would start
+    at that epoch instead of 0.
+    """
+    model._initial_epoch = None
