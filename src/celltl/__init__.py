@@ -67,6 +67,8 @@ _EXPORTS = {
     "simulate_lab": "celltl.robustness",
     # data: loading, audit, splitting, balancing, synthetic cells
     "load_images": "celltl.data",
+    "prepare_images": "celltl.data",
+    "preparation_config": "celltl.data",
     "CellImages": "celltl.data",
     "fetch_bloodmnist": "celltl.data",
     "BLOODMNIST_CLASS_NAMES": "celltl.data",
@@ -97,6 +99,7 @@ _EXPORTS = {
     "build_head": "celltl.models",
     "check_backbone": "celltl.models",
     "create_backbone": "celltl.models",
+    "predict": "celltl.models",
     # transfer learning: freezing, unfreezing, recipe
     "FineTuneHistories": "celltl.training",
     "GradualUnfreezer": "celltl.training",

@@ -21,6 +21,7 @@ from celltl.data.hashing import dhash, hamming_distance, pixel_digests
 from celltl.data.cell_images import CellImages
 from celltl.data.loaders import load_images
 from celltl.data.oversampling import oversample
+from celltl.data.preparation import preparation_config, prepare_images
 from celltl.data.sampler import BalancedDataset, balanced_dataset, target_distribution
 from celltl.data.split import SplitIndices, stratified_split
 from celltl.data.synthetic import SYNTHETIC_NOTICE, SyntheticCells, make_synthetic_cells
@@ -49,6 +50,8 @@ __all__ = [
     "make_synthetic_cells",
     "oversample",
     "pixel_digests",
+    "preparation_config",
+    "prepare_images",
     "stratified_split",
     "target_distribution",
 ]

@@ -1,4 +1,4 @@
-"""Private: read a folder of class sub-folders, and resize with Pillow."""
+"""Private: read a folder of class sub-folders (Pillow decodes, ``prepare_images`` resizes)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 
 from celltl._checks import check_class_names
 from celltl.data.cell_images import CellImages
+from celltl.data.preparation import prepare_images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _decode(path: Path, size):
+def _decode(path: Path):
     from PIL import Image
 
     try:
@@ -21,21 +22,7 @@ def _decode(path: Path, size):
             rgb = im.convert("RGB")
     except Exception as error:  # noqa: BLE001 - PIL raises OSError, SyntaxError...
         raise ValueError(f"Could not decode image file '{path}': {error}") from None
-    if size is not None and rgb.size != (size[1], size[0]):
-        rgb = rgb.resize((size[1], size[0]), Image.Resampling.LANCZOS)
     return np.asarray(rgb, dtype=np.uint8)
-
-
-def resize_images(images: np.ndarray, size) -> np.ndarray:
-    """Resizes uint8 ``(N, H, W, 3)`` images to ``size`` (Pillow Lanczos)."""
-    from PIL import Image
-
-    out = np.empty((images.shape[0], size[0], size[1], 3), np.uint8)
-    for i, img in enumerate(images):
-        out[i] = np.asarray(
-            Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.LANCZOS)
-        )
-    return out
 
 
 def _list_files(folder: Path):
@@ -80,18 +67,21 @@ def read_image_folder(root: Path, size, class_names):
             )
         files += found
         labels += [label] * len(found)
-    first = _decode(files[0], size)
-    images = np.empty((len(files),) + first.shape, np.uint8)
-    images[0] = first
-    for i, path in enumerate(files[1:], start=1):
-        img = _decode(path, size)
-        if img.shape != first.shape:
-            raise ValueError(
-                f"Image file '{path}' is {img.shape[1]}x{img.shape[0]} but "
-                f"'{files[0]}' is {first.shape[1]}x{first.shape[0]}; pass "
-                "`image_size=(height, width)` to resize them all."
-            )
-        images[i] = img
+    decoded = [_decode(path) for path in files]
+    first = decoded[0]
+    mixed = next(
+        (i for i, img in enumerate(decoded) if img.shape != first.shape), None
+    )
+    if mixed is not None and size is None:
+        img = decoded[mixed]
+        raise ValueError(
+            f"Image file '{files[mixed]}' is {img.shape[1]}x{img.shape[0]} but "
+            f"'{files[0]}' is {first.shape[1]}x{first.shape[0]}; pass "
+            "`image_size=(height, width)` to resize them all."
+        )
+    images = decoded if mixed is not None else np.stack(decoded)
+    if size is not None:
+        images = prepare_images(images, size)
     return CellImages(
         images,
         np.asarray(labels, np.int64),

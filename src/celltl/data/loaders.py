@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from celltl._checks import check_class_names, check_images, check_labels, parse_size
-from celltl.data._folder import read_image_folder, resize_images
+from celltl.data._folder import read_image_folder
 from celltl.data.bloodmnist import (
     BLOODMNIST_CLASS_NAMES,
     BLOODMNIST_SIZES,
     fetch_bloodmnist,
 )
 from celltl.data.cell_images import CellImages
+from celltl.data.preparation import prepare_images
 
 __all__ = ["load_images"]
 
@@ -55,8 +56,9 @@ def load_images(
     Args:
         source: A path (``str`` or ``os.PathLike``) or ``"bloodmnist[:size]"``.
         image_size: ``int`` or ``(height, width)``. Images of another size are
-            resized with Pillow's Lanczos filter. Required for folders whose
-            images differ in size. For ``"bloodmnist"`` it picks the download
+            resized with :func:`prepare_images` (area averaging when they
+            shrink, bicubic when they grow; no crop). Required for folders
+            whose images differ in size. For ``"bloodmnist"`` it picks the download
             size instead (default 28).
         split: For MedMNIST data, return only ``"train"``, ``"val"`` or
             ``"test"``. Defaults to ``None`` (all splits).
@@ -197,7 +199,7 @@ def _load_npz(path, size, split, class_names):
     if paths is not None and len(paths) != images.shape[0]:
         paths = None
     if size is not None and images.shape[1:3] != size:
-        images = resize_images(images, size)
+        images = prepare_images(images, size)
     return CellImages(images, labels, names, splits, paths, str(path))
 
 

@@ -8,6 +8,7 @@ from celltl.models.backbones import (
 )
 from celltl.models.classifier import build_classifier
 from celltl.models.head import build_head
+from celltl.models.prediction import predict
 
 __all__ = [
     "BACKBONES",
@@ -16,4 +17,5 @@ __all__ = [
     "build_head",
     "check_backbone",
     "create_backbone",
+    "predict",
 ]

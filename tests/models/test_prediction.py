@@ -1,0 +1,70 @@
+"""celltl.models.predict: probabilities, and 8-view test-time augmentation."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from celltl.models import predict
+
+
+def _pooled_model():
+    """Invariant to rotations and flips: global average pooling first."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((6, 6, 3)),
+                             keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(4), keras.layers.Softmax()])
+
+
+def _flat_model():
+    """Not invariant: a dense layer on the flattened pixels."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Flatten(),
+                             keras.layers.Dense(4), keras.layers.Softmax()])
+
+
+def _images(n=5):
+    return np.random.default_rng(0).uniform(0, 255, (n, 6, 6, 3)).astype("float32")
+
+
+def test_without_tta_is_the_models_output():
+    model, x = _flat_model(), _images()
+    np.testing.assert_allclose(predict(model, x, batch_size=2),
+                               model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_tta_on_an_invariant_model_changes_nothing():
+    model, x = _pooled_model(), _images()
+    np.testing.assert_allclose(predict(model, x, tta=True), predict(model, x),
+                               atol=1e-6)
+
+
+def test_tta_averages_the_eight_dihedral_views():
+    model, x = _flat_model(), _images()
+    views = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]
+    views += [v[:, :, ::-1] for v in views]  # each rotation mirrored
+    expected = np.mean([model.predict(np.ascontiguousarray(v), verbose=0)
+                        for v in views], axis=0)
+    got = predict(model, x, tta=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, predict(model, x), atol=1e-3)  # views differ
+    np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-5)
+    # The same image rotated or mirrored gets the same TTA probabilities.
+    turned = np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2))[:, ::-1])
+    np.testing.assert_allclose(predict(model, turned, tta=True), got, rtol=1e-4,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"tta": "yes"}, "tta='yes'"),
+    ({"verbose": 3}, "verbose=3"),
+    ({"images": np.zeros((6, 6, 3))}, r"shape \(6, 6, 3\)"),
+    ({"images": np.zeros((2, 6, 4, 3)), "tta": True}, r"square.*\(2, 6, 4, 3\)"),
+    ({"model": "model.keras"}, "model='model.keras'"),
+])
+def test_bad_arguments(kwargs, match):
+    args = {"model": _pooled_model(), "images": _images(2), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        predict(**args)
