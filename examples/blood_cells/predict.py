@@ -4,7 +4,9 @@
     python examples/blood_cells/predict.py MODEL FOLDER_OF_IMAGES --top 3
     python examples/blood_cells/predict.py MODEL cells.npz --limit 20
 
-Class names come from ``labels.json`` next to the model (written by train.py).
+Class names, and how images are prepared (crop, resize, dtype: exactly as
+for training, with ``celltl.data.prepare_images``), come from ``labels.json``
+next to the model (written by train.py).
 Prints one line per image: its name, the predicted class and probabilities.
 Progress: Keras' bar on a terminal; otherwise one summary line on stderr, so
 stdout holds only the per-image lines.
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=0, help="classify at most this "
                    "many images, 0 = all")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="progress: 1 = Keras' bar (default on a terminal), "
                         "2 = one summary line on stderr (default otherwise), "
@@ -54,8 +58,9 @@ def parse_args(argv=None):
     return args
 
 
-def read_inputs(path: Path, size: int, limit: int):
-    """Returns ``(names, uint8 images (N, size, size, 3))``."""
+def read_inputs(path: Path, limit: int):
+    """Returns ``(names, images)``: an ``(N, H, W, 3)`` uint8 array for an
+    .npz, a list of ``(H, W, 3)`` arrays (sizes may differ) for files."""
     import numpy as np
     from PIL import Image
 
@@ -77,29 +82,44 @@ def read_inputs(path: Path, size: int, limit: int):
             raise UserError(f"'images' in {path} must be (N, H, W, 3); "
                             f"got {images.shape}")
         names = [f"{path.name}[{i}]" for i in range(len(images))]
-        pil = [Image.fromarray(np.asarray(im, np.uint8)) for im in images]
-    else:
-        files = ([path] if path.is_file() else sorted(
-            f for f in path.rglob("*")
-            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")))
-        files = files[: limit or None]
-        if not files:
-            raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                            f"found in {path}")
-        names, pil = [], []
-        for f in files:
-            try:
-                pil.append(Image.open(f).convert("RGB"))
-            except OSError as err:
-                raise UserError(f"could not read image {f}: {err}") from None
-            names.append(str(f.relative_to(path)) if path.is_dir() else f.name)
-    out = np.empty((len(pil), size, size, 3), np.uint8)
-    for i, im in enumerate(pil):
-        side = min(im.size)  # centre-crop to a square, as the data was prepared
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-        out[i] = np.asarray(im.resize((size, size), Image.LANCZOS))
-    return names, out
+        return names, np.asarray(images, np.uint8)
+    files = ([path] if path.is_file() else sorted(
+        f for f in path.rglob("*")
+        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")))
+    files = files[: limit or None]
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                        f"found in {path}")
+    names, images = [], []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                images.append(np.asarray(im.convert("RGB"), np.uint8))
+        except OSError as err:
+            raise UserError(f"could not read image {f}: {err}") from None
+        names.append(str(f.relative_to(path)) if path.is_dir() else f.name)
+    return names, images
+
+
+def preparation(meta, size, labels):
+    """The preparation train.py recorded in labels.json, or (older files,
+    no labels.json) a centre crop to a square resized to the model's input
+    size, with a note on stderr."""
+    from celltl.data import preparation_config
+
+    recorded = (meta or {}).get("preparation")
+    if recorded:
+        try:
+            return preparation_config(**recorded)
+        except (TypeError, ValueError) as err:
+            raise UserError(f"bad 'preparation' in {labels}: {err}") from None
+    where = (f"{labels} has no 'preparation' (written by an older train.py)"
+             if meta is not None else f"no {labels}")
+    print(f"note: {where}; preparing images with a centre crop to a square, "
+          f"resized to {size}x{size} (area averaging when shrinking). Retrain "
+          "with the current train.py to record how the model's images were "
+          "prepared.", file=sys.stderr)
+    return preparation_config(size, crop="center")
 
 
 def main(argv=None):
@@ -116,7 +136,7 @@ def run(args):
     if not model_path.is_file():
         raise UserError(f"no such model file: {model_path}")
     labels = Path(args.labels) if args.labels else model_path.with_name("labels.json")
-    class_names = None
+    class_names = meta = None
     if labels.is_file():
         meta = json.loads(labels.read_text())
         class_names = meta.get("class_names")
@@ -138,10 +158,18 @@ def run(args):
     k = int(model.output_shape[-1])
     if not class_names or len(class_names) != k:
         class_names = [f"class_{i}" for i in range(k)]
-    names, images = read_inputs(Path(args.inputs), size, args.limit)
+    prep = preparation(meta, size, labels)
+    if tuple(prep["image_size"]) != (size, size):
+        raise UserError(f"{labels} prepares {prep['image_size']} images but the "
+                        f"model takes {size}x{size}: is it this model's file?")
+    from celltl.data import prepare_images
+    from celltl.models import predict
+
+    names, images = read_inputs(Path(args.inputs), args.limit)
     t0 = time.time()
-    probs = model.predict(images, batch_size=args.batch_size,
-                          verbose=1 if args.verbose == 1 else 0)
+    probs = predict(model, prepare_images(images, **prep),
+                    batch_size=args.batch_size, tta=args.tta,
+                    verbose=1 if args.verbose == 1 else 0)
     if args.verbose == 2:
         print(f"classified {len(images)} images in {time.time() - t0:.1f} s",
               file=sys.stderr, flush=True)

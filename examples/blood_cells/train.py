@@ -10,6 +10,10 @@ Profiles:
          images, 40 epochs (at least 30 before early stopping), the light
          policy with the acquisition shifts, stain normalisation, and a
          robustness evaluation of 200 test cells.
+  standard  all the training images on a CPU: MobileNetV3Small at 96x96
+         from scratch, 60 epochs (at least 30 before early stopping,
+         patience 8), the light policy, stain normalisation, robustness on
+         500 test cells. (Values to be tuned from measurements.)
   full   the study's recipe: ConvNeXtTiny with ImageNet weights at 96x96,
          head then full fine-tuning, the study's whole dynamic policy
          (with the acquisition shifts), stain normalisation, batch 512 on a
@@ -37,6 +41,12 @@ PROFILES = {
         head_epochs=2, epochs=40, max_train_images=2000, max_eval_images=1000,
         synthetic_images=1600, policy="light", patience=5, min_epochs=30,
         stain_norm="reinhard", robustness_images=200, cpu_batch=32, gpu_batch=256,
+    ),
+    "standard": dict(
+        backbone="mobilenetv3_small", image_size=96, weights="none",
+        head_epochs=0, epochs=60, max_train_images=0, max_eval_images=0,
+        synthetic_images=1600, policy="light", patience=8, min_epochs=30,
+        stain_norm="reinhard", robustness_images=500, cpu_batch=32, gpu_batch=256,
     ),
     "full": dict(
         backbone="convnext_tiny", image_size=96, weights="imagenet",
@@ -72,7 +82,8 @@ def parse_args(argv=None):
                         "class_names, BloodMNIST's for BloodMNIST files, the "
                         "sub-folder names, else the label numbers")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                   help="quick: minutes on a CPU; full: the study's recipe (GPU)")
+                   help="quick: minutes on a CPU; standard: all the training "
+                        "images on a CPU; full: the study's recipe (GPU)")
     p.add_argument("--image-size", type=int, default=None,
                    help=f"square image side in pixels, >= {MIN_IMAGE_SIZE} "
                         "(quick: 64, full: 96)")
@@ -156,6 +167,12 @@ def parse_args(argv=None):
             setattr(args, key, prof[key])
     if args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 2
+    if args.image_size >= 1:
+        from celltl.data import preparation_config  # NumPy only: cheap
+
+        # How every image becomes a model input, here and in predict.py
+        # (recorded in labels.json).
+        args.preparation = preparation_config(args.image_size)
     return args
 
 
@@ -264,31 +281,18 @@ def setup_precision(on_gpu):
 # --------------------------------------------------------------------------
 
 
-def resize(images, size):
-    if images.shape[1:3] == (size, size):
-        return images
-    import numpy as np
-    import tensorflow as tf
-
-    out = []
-    for start in range(0, len(images), 512):
-        batch = tf.image.resize(images[start:start + 512], (size, size),
-                                method="area" if images.shape[1] > size else "bicubic",
-                                antialias=True)
-        out.append(np.clip(np.round(batch.numpy()), 0, 255).astype("uint8"))
-    return np.concatenate(out)
-
-
 def load_data(args):
     """Returns ``(images, labels, class_names, splits, source, synthetic,
     names_from, originals)``; ``names_from`` says where the class names came
-    from, ``originals`` are the images before resizing (the robustness
+    from, ``originals`` are the images before preparation (the robustness
     evaluation corrupts them at their own resolution, as a microscope
-    would, then prepares them as served images are)."""
+    would, then prepares them as served images are). Images are prepared
+    with :func:`celltl.data.prepare_images` and ``args.preparation``, which
+    ``labels.json`` records for predict.py."""
     import numpy as np
 
     from celltl.data import SYNTHETIC_NOTICE, BLOODMNIST_SIZES, load_images, \
-        make_synthetic_cells
+        make_synthetic_cells, prepare_images
 
     if args.data.lower() == "synthetic":
         x, y, names = make_synthetic_cells(args.synthetic_images,
@@ -309,10 +313,11 @@ def load_data(args):
     else:
         if not os.path.exists(text):
             raise UserError(f"--data: no such file or folder: {text}")
-        cells = load_images(text, image_size=args.image_size,
-                            class_names=args.class_names)
+        # A folder's files may differ in size: prepared as they are read.
+        size = args.image_size if os.path.isdir(text) else None
+        cells = load_images(text, image_size=size, class_names=args.class_names)
         names, names_from = name_classes(Path(text), cells, args.class_names)
-    images = resize(cells.images, args.image_size)
+    images = prepare_images(cells.images, **args.preparation)
     splits = {k: np.asarray(v) for k, v in cells.splits.items()}
     return (images, cells.labels, tuple(names), splits, cells.source, False,
             names_from, cells.images)
@@ -446,100 +451,6 @@ def build_model(args, num_classes, policy, stain_norm):
     return model
 
 
-def early_stopping_start(min_epochs, patience, warmup_epochs):
-    """``(first watched epoch, earliest stop)`` for ``EarlyStopping``.
-
-    The first is 0-based (Keras' ``start_from_epoch``), the second 1-based.
-    Keras counts the first watched epoch as an improvement, so the earliest
-    stop comes ``patience`` epochs later (at least one): starting at
-    ``min_epochs - patience - 1`` makes ``min_epochs`` the shortest run.
-    Warm-up epochs are never watched: from scratch, validation does not
-    improve while the learning rate ramps up and BatchNorm's statistics
-    settle."""
-    wait = max(patience, 1)
-    start = max(0, warmup_epochs, min_epochs - wait - 1)
-    return start, start + wait + 1
-
-
-def phase_callbacks(name, *, out_dir, patience, start_from_epoch):
-    """``BackupAndRestore``, CSV log, best checkpoint and early stopping, all
-    watching :data:`MONITOR`. On a resumed run the checkpoint only replaces
-    the best epoch logged before the interruption."""
-    import keras
-
-    best_file = out_dir / "checkpoints" / f"{name}_best.weights.h5"
-    log = out_dir / f"history_{name}.csv"
-    before = best_epoch(log) if best_file.exists() else None
-    return [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / name)),
-        keras.callbacks.CSVLogger(str(log), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(best_file), monitor=MONITOR, mode="max", save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=before[1] if before else None),
-        keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=patience,
-            start_from_epoch=start_from_epoch),
-    ]
-
-
-def best_epoch(history_csv):
-    """``(epoch, value)`` of the best :data:`MONITOR` in a CSV log (1-based,
-    the first of equal values, as the checkpoint keeps it), or None."""
-    import report
-
-    history, (n,) = report.read_history([history_csv])
-    values = history.get(MONITOR, [])[:n]
-    if not values:
-        return None
-    i = max(range(len(values)), key=lambda j: (values[j], -j))
-    return i + 1, values[i]
-
-
-def train_phase(model, name, *, train_ds, val_ds, steps, epochs, lr, args,
-                out_dir, class_weight, extra_callbacks=(), warmup=False):
-    """One ``fit`` with a cosine schedule, early stopping (not before
-    ``args.min_epochs`` nor during the warm-up), checkpoints,
-    ``BackupAndRestore`` and a CSV log; the weights of the epoch with the
-    best :data:`MONITOR` are restored at the end. A finished phase leaves
-    ``<name>.done.weights.h5`` and is skipped (its weights loaded) on rerun."""
-    import keras
-
-    done = out_dir / "checkpoints" / f"{name}.done.weights.h5"
-    if done.exists():
-        print(f"  {name}: already finished in an earlier run, loading its weights")
-        model.load_weights(done)
-        return
-    total = max(1, epochs * steps)
-    warm = min(steps, total // 4) if warmup else 0
-    schedule = keras.optimizers.schedules.CosineDecay(
-        lr / 10 if warm else lr, decay_steps=total - warm, alpha=0.01,
-        warmup_target=lr if warm else None, warmup_steps=warm)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-        jit_compile="auto" if args.on_gpu else False)
-    start, earliest = early_stopping_start(args.min_epochs, args.patience,
-                                           warmup_epochs=-(-warm // steps))
-    callbacks = [*phase_callbacks(name, out_dir=out_dir, patience=args.patience,
-                                  start_from_epoch=start), *extra_callbacks]
-    if epochs >= earliest:
-        print(f"  {name}: early stopping after {args.patience} epochs without a "
-              f"better {MONITOR}, not before epoch {earliest}")
-    if args.interrupt_after_epoch is not None:
-        callbacks.append(HardExit(args.interrupt_after_epoch))
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-              steps_per_epoch=steps, class_weight=class_weight, shuffle=False,
-              callbacks=callbacks, verbose=args.verbose)
-    best = out_dir / "checkpoints" / f"{name}_best.weights.h5"
-    found = best_epoch(out_dir / f"history_{name}.csv")
-    if best.exists() and found:
-        model.load_weights(best)
-        print(f"  {name}: restored the weights of epoch {found[0]} "
-              f"({MONITOR} {found[1]:.3f})")
-    model.save_weights(done)
-
-
 class HardExit:
     """Testing aid: ends the process (no clean-up, like a kill) after epoch N."""
 
@@ -561,25 +472,6 @@ class HardExit:
 # --------------------------------------------------------------------------
 
 
-def predict_probs(model, images, batch_size, tta, verbose):
-    import numpy as np
-
-    probs = model.predict(images, batch_size=batch_size, verbose=verbose)
-    if not tta:
-        return probs
-    views = 1
-    for k in range(4):
-        for flip in (False, True):
-            if k == 0 and not flip:
-                continue
-            v = np.rot90(images, k, axes=(1, 2))
-            v = v[:, :, ::-1] if flip else v
-            probs = probs + model.predict(np.ascontiguousarray(v),
-                                          batch_size=batch_size, verbose=0)
-            views += 1
-    return probs / views
-
-
 def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
                              tag):
     """Step 8, continued: accuracy of the test cells under every corruption of
@@ -589,6 +481,8 @@ def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
     ``robustness.md`` and ``robustness.png``; returns the report's dict."""
     import numpy as np
 
+    from celltl.data import prepare_images
+    from celltl.models import predict
     from celltl.robustness import evaluate_robustness
 
     if not args.robustness_images:
@@ -596,8 +490,8 @@ def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
         return None
 
     def predict_fn(x):
-        x = resize(np.asarray(x), args.image_size)
-        return predict_probs(model, x, batch, args.tta, verbose=0)
+        x = prepare_images(np.asarray(x), **args.preparation)
+        return predict(model, x, batch_size=batch, tta=args.tta)
 
     cap = args.robustness_images if args.robustness_images > 0 else None
     n = len(images) if cap is None else min(cap, len(images))
@@ -750,45 +644,57 @@ def run(args):
     print(f"  {model.count_params():,} parameters")
 
     step(7, "Train")
-    from celltl.training import GradualUnfreezer, freeze, unfreeze
+    from celltl.models import predict
+    from celltl.training import fine_tune
 
-    common = dict(train_ds=train_ds, val_ds=val_ds, steps=steps, args=args,
-                  out_dir=out_dir, class_weight=cw)
-    phases = []
+    gradual = args.unfreeze == "gradual" and not from_scratch
+    if head_epochs:
+        print(f"  phase 1: head on a frozen backbone, {head_epochs} epochs, "
+              "AdamW lr 1e-3")
+    else:
+        print("  phase 1 skipped: no pretrained weights, a frozen random "
+              "backbone has nothing to offer; training all layers")
+    if gradual:
+        print(f"  phase 2: gradual unfreezing from the top, {args.epochs} "
+              f"epochs, lr {lr:g}")
+    else:
+        print(f"  phase 2: all layers, {args.epochs} epochs, lr {lr:g}"
+              + (" (BatchNorm trained too: from scratch)" if from_scratch else
+                 " (normalization layers frozen, as in the study)"))
+    print(f"  early stopping after {args.patience} epochs without a better "
+          f"{MONITOR}, not before {args.min_epochs} epochs nor during the "
+          "warm-up; the best epoch's weights are restored")
+    kill = ([HardExit(args.interrupt_after_epoch)]
+            if args.interrupt_after_epoch is not None else [])
     with strategy.scope():
-        if head_epochs:
-            print(f"  phase 1: head on a frozen backbone, {head_epochs} epochs, "
-                  "AdamW lr 1e-3")
-            freeze(model)
-            train_phase(model, "phase1_head", epochs=head_epochs, lr=1e-3, **common)
-            phases.append("phase1_head")
-        else:
-            print("  phase 1 skipped: no pretrained weights, a frozen random "
-                  "backbone has nothing to offer; training all layers")
-        extra = []
-        if args.unfreeze == "gradual" and not from_scratch:
-            freeze(model)
-            extra = [GradualUnfreezer(every=1, verbose=1)]
-            print(f"  phase 2: gradual unfreezing from the top, {args.epochs} "
-                  f"epochs, lr {lr:g}")
-        else:
-            unfreeze(model, train_norm=from_scratch)
-            print(f"  phase 2: all layers, {args.epochs} epochs, lr {lr:g}"
-                  + (" (BatchNorm trained too: from scratch)" if from_scratch else
-                     " (normalization layers frozen, as in the study)"))
-        train_phase(model, "phase2_fine_tune", epochs=args.epochs, lr=lr,
-                    extra_callbacks=extra, warmup=from_scratch, **common)
-        phases.append("phase2_fine_tune")
+        histories = fine_tune(
+            model, train_ds, val_ds, head_epochs=head_epochs, epochs=args.epochs,
+            head_lr=1e-3, lr=lr, warmup_epochs=1 if from_scratch else 0,
+            unfreeze_mode="gradual" if gradual else "all",
+            train_norm=from_scratch, monitor=MONITOR, patience=args.patience,
+            min_epochs=args.min_epochs, checkpoint_dir=out_dir, class_weight=cw,
+            jit_compile="auto" if args.on_gpu else False, steps_per_epoch=steps,
+            callbacks=kill, verbose=args.verbose)
+    phases = (["phase1_head"] if head_epochs else []) + ["phase2_fine_tune"]
+    best_epochs = {}
+    for name, h in zip(("phase1_head", "phase2_fine_tune"), histories):
+        if name not in phases:
+            continue
+        best_epochs[name] = h.best_epoch
+        if h.finished_before:
+            print(f"  {name}: already finished in an earlier run, loaded its weights")
+        if h.best_epoch:
+            print(f"  {name}: restored the weights of epoch {h.best_epoch} "
+                  f"({MONITOR} {h.best_value:.3f})")
 
     step(8, "Evaluate on the test split" + (" with 8-view TTA" if args.tta else ""))
     # verbose 2 (not a terminal) is one plain line; 1 is Keras' bar.
-    probs = predict_probs(model, x_te, batch, args.tta, verbose=args.verbose)
+    probs = predict(model, x_te, batch_size=batch, tta=args.tta,
+                    verbose=args.verbose)
     metrics = report.classification_metrics(y_te, probs, names)
     chance = report.chance_check(metrics, names)
     history, lengths = report.read_history(
         [out_dir / f"history_{p}.csv" for p in phases])
-    best_epochs = {p: (best_epoch(out_dir / f"history_{p}.csv") or (None,))[0]
-                   for p in phases}
     report.save_confusion_matrix(
         metrics["confusion_matrix"], names, out_dir / "confusion_matrix.png",
         ("AT CHANCE - " if chance["at_chance"] else "")
@@ -817,7 +723,8 @@ def run(args):
     model_path = out_dir / "model.keras"
     model.save(model_path)
     report.write_json({"class_names": list(names), "image_size": args.image_size,
-                       "synthetic": synthetic}, out_dir / "labels.json")
+                       "synthetic": synthetic, "preparation": args.preparation},
+                      out_dir / "labels.json")
     minutes = (time.time() - t0) / 60
     report.write_json({
         "data": source, "synthetic": synthetic,
@@ -835,7 +742,8 @@ def run(args):
         "epochs_run": dict(zip(phases, lengths)),
         "best_epochs": best_epochs, "monitor": MONITOR,
         "config": {k: v for k, v in vars(args).items()
-                   if k not in ("interrupt_after_epoch",)},
+                   if k not in ("interrupt_after_epoch", "preparation")},
+        "preparation": args.preparation,
         "batch_size": batch, "lr": lr, "devices": where, "precision": precision,
         "wall_minutes": round(minutes, 2),
     }, out_dir / "metrics.json")

@@ -262,57 +262,27 @@ def test_help_documents_every_flag():
 # --------------------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
-@given(min_epochs=st.integers(0, 15), patience=st.integers(0, 6),
-       warmup=st.integers(0, 3))
-def test_early_stopping_start_property(train, min_epochs, patience, warmup):
-    start, earliest = train.early_stopping_start(min_epochs, patience, warmup)
-    assert start >= warmup  # the warm-up is never watched
-    assert earliest >= max(min_epochs, warmup + 1)
-    if min_epochs > warmup + patience + 1:
-        assert earliest == min_epochs  # no longer than asked either
-
-
-@pytest.mark.parametrize("min_epochs, patience, warmup", [(10, 3, 1), (0, 2, 1)])
-def test_early_stopping_never_stops_before_min_epochs(train, tmp_path, min_epochs,
-                                                      patience, warmup):
-    """Validation that never improves (learning rate 0): Keras stops exactly
-    at the earliest epoch early_stopping_start promises, not before. The
-    quick profile's defaults (min 10, patience 3) used to stop at epoch 4."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    x = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
-    y = np.arange(12) % 3
-    start, earliest = train.early_stopping_start(min_epochs, patience, warmup)
-    (tmp_path / "checkpoints").mkdir()
-    callbacks = train.phase_callbacks("p", out_dir=tmp_path, patience=patience,
-                                      start_from_epoch=start)
-    history = model.fit(x, y, validation_data=(x, y), epochs=30, batch_size=12,
-                        callbacks=callbacks, verbose=0)
-    assert len(history.epoch) == earliest
-    assert earliest >= min_epochs
-    assert train.best_epoch(tmp_path / "history_p.csv")[0] == 1  # ties: first
-
-
 def test_quick_profile_waits_past_warmup(train):
+    """The quick profile keeps its schedule: early stopping on val_accuracy
+    not before epoch 30, patience 5 (fine_tune's own tests check the rule)."""
+    from celltl.training.recipe import _early_stopping_start
+
     args = train.parse_args(["--data", "x.npz"])
     assert (args.min_epochs, args.patience) == (30, 5)
     assert train.MONITOR == "val_accuracy"
-    _, earliest = train.early_stopping_start(args.min_epochs, args.patience, 1)
+    _, earliest = _early_stopping_start(args.min_epochs, args.patience, 1)
     assert earliest == 30
 
 
-def test_best_epoch_reads_the_log(train, tmp_path):
-    log = tmp_path / "history.csv"
-    log.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
-                   "0,0.1,2.0,0.12,2.1\n1,0.2,1.9,0.40,2.3\n"
-                   "2,0.3,1.8,0.40,1.9\n3,0.3,1.7,0.35,1.8\n")
-    assert train.best_epoch(log) == (2, 0.40)
-    assert train.best_epoch(tmp_path / "missing.csv") is None
+def test_standard_profile_is_accepted_and_printed(train):
+    args = train.parse_args(["--data", "x.npz", "--profile", "standard"])
+    assert (args.backbone, args.image_size, args.weights, args.epochs) == (
+        "mobilenetv3_small", 96, "none", 60)
+    assert (args.max_train_images, args.patience, args.min_epochs) == (0, 8, 30)
+    assert args.preparation == {"image_size": [96, 96], "crop": "none",
+                                "method": "auto", "dtype": "uint8"}
+    r = _run(TRAIN, "--help")
+    assert "standard" in r.stdout
 
 
 def _npz(path, classes, medmnist=False, names=None, n=3):
@@ -464,3 +434,92 @@ def test_compare_recipes_trains_and_scores_a_recipe(sample_npz_path, tmp_path):
     assert 0 <= result["mean_corrupted_accuracy"] <= 1
     bad = _run(script, "--data", sample_npz_path, "--recipe", "light+sepia")
     assert bad.returncode == 2 and "Received: --recipe light+sepia" in bad.stderr
+
+
+def test_predict_serves_the_model_as_train_evaluated_it(train, tmp_path):
+    """predict.py on an .npz of the test cells (at their own 48x48, so they
+    must be resized to the model's 32x32) prints the probabilities of
+    train.py's evaluation: labels.json records the preparation and predict.py
+    applies it (before: a Lanczos resize in training, a centre crop plus
+    Lanczos in predict.py). An old labels.json without it still works, with
+    a note."""
+    import keras
+
+    import celltl.layers  # noqa: F401  registers the saved model's layers
+    from celltl.data import make_synthetic_cells, prepare_images
+    from celltl.models import predict
+
+    x, y, names = make_synthetic_cells(160, image_size=48, seed=0)
+    data = tmp_path / "cells.npz"
+    np.savez(data, images=x, labels=y, class_names=np.array(names))
+    out = tmp_path / "run"
+    # EfficientNetV2B0: unlike MobileNetV3 after a few steps from scratch,
+    # its outputs move with the input, so the comparison below has teeth.
+    flags = ["--data", data, "--image-size", "32", "--max-eval-images", "40",
+             "--backbone", "efficientnetv2_b0"]
+    r = _run(TRAIN, *flags, "--epochs", "1", "--robustness-images", "0",
+             "--verbose", "2", "--output-dir", out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["preparation"] == {"image_size": [32, 32], "crop": "none",
+                                     "method": "auto", "dtype": "uint8"}
+    # train.py's own steps 1-3 give its test cells, before preparation.
+    args = train.parse_args([str(f) for f in flags])
+    xs, ys, cls, splits, _, _, _, originals = train.load_data(args)
+    xs, ys, splits, _, kept = train.audit_and_clean(xs, ys, cls, splits, tmp_path)
+    _, _, te, _ = train.split_data(xs, ys, splits, args)
+    test = tmp_path / "test.npz"
+    np.savez(test, images=originals[kept][te])
+    assert originals.shape[1:3] == (48, 48)
+
+    p = _run(PREDICT, out / "model.keras", test, "--top", "8", "--verbose", "0")
+    assert p.returncode == 0, p.stderr[-2000:]
+    printed = np.zeros((te.size, len(names)))
+    for i, line in enumerate(p.stdout.splitlines()):
+        pairs = line.split("|")[1].split()
+        for name, prob in zip(pairs[::2], pairs[1::2]):
+            printed[i, names.index(name)] = float(prob)
+    model = keras.saving.load_model(out / "model.keras")
+    evaluated = predict(model, xs[te])  # what train.py's step 8 computed
+    np.testing.assert_allclose(printed, evaluated, atol=6e-4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    cm = np.zeros((len(names),) * 2, int)
+    np.add.at(cm, (ys[te], printed.argmax(-1)), 1)
+    assert cm.tolist() == metrics["confusion_matrix"]
+    # The preparation itself, exactly: labels.json's recipe remakes train.py's
+    # inputs from the originals, unlike the old Lanczos resize.
+    from PIL import Image
+
+    np.testing.assert_array_equal(
+        prepare_images(originals[kept][te], **labels["preparation"]), xs[te])
+    lanczos = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.LANCZOS))
+                        for im in originals[kept][te]])
+    assert np.abs(lanczos.astype(int) - xs[te]).max() > 8
+
+    del labels["preparation"]  # a labels.json from an older train.py
+    (out / "labels.json").write_text(json.dumps(labels))
+    p = _run(PREDICT, out / "model.keras", test, "--limit", "2", "--verbose", "0")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 2, p.stderr[-2000:]
+    assert "has no 'preparation'" in p.stderr and "centre crop" in p.stderr
+
+
+def test_baseline_smoke(tmp_path):
+    """baseline.py on synthetic data, tiny: the plain keras.applications
+    model trains, and the metrics (train.py's format) land in metrics.json."""
+    from celltl.robustness import CORRUPTIONS
+
+    out = tmp_path / "base"
+    r = _run(EXAMPLE / "baseline.py", "--data", "synthetic", "--synthetic-images",
+             "160", "--image-size", "32", "--epochs", "1", "--batch-size", "32",
+             "--backbone", "mobilenetv3small", "--robustness-images", "16",
+             "--verbose", "0", "--output-dir", out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "keras.applications.MobileNetV3Small" in r.stdout
+    assert re.search(r"accuracy \d\.\d{3}   macro-F1 \d\.\d{3}", r.stdout)
+    assert re.search(r"clean \d\.\d{3}   mean corrupted \d\.\d{3}", r.stdout)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "baseline" and metrics["synthetic"] is True
+    assert set(metrics["robustness"]["accuracy"]) == set(CORRUPTIONS)
+    assert metrics["test_images"] == 32 and metrics["train_images"] == 104
+    bad = _run(EXAMPLE / "baseline.py", "--backbone", "resnet9000")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -420,6 +420,7 @@ def fine_tune(
                 epochs=n_epochs,
                 steps_per_epoch=steps_per_epoch,
                 class_weight=class_weight,
+                shuffle=not _is_tf_dataset(train_ds),  # Keras warns otherwise
                 callbacks=cbs + [stopper] + list(extra) + list(callbacks),
                 verbose=verbose,
             )
@@ -459,6 +460,13 @@ def fine_tune(
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return FineTuneHistories(head_history, fine_history)
+
+
+def _is_tf_dataset(data):
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
 
 
 def _best_value(values, mode):
