@@ -31,6 +31,8 @@ _EXPORTS = {
     "AugMix": "celltl.layers",
     "study_policy": "celltl.layers",
     "light_policy": "celltl.layers",
+    "FusedPipeline": "celltl.layers",
+    "fuse": "celltl.layers",
     "acquisition_policy": "celltl.layers",
     "augmix_operations": "celltl.layers",
     "randaugment_operations": "celltl.layers",

@@ -59,7 +59,7 @@ def layer_seed_generator(layer, backend: DynamicBackend):
 
 @contextlib.contextmanager
 def borrowed_backends(layers, backend: DynamicBackend):
-    """Switches the ``DataLayer``\ s in ``layers`` to ``backend``'s backend.
+    """Switches every ``DataLayer`` in ``layers`` to ``backend``'s backend.
 
     A ``DataLayer`` switches its own backend to TensorFlow in its
     ``__call__`` inside ``tf.data`` (``DynamicBackend.set_backend``/``reset``);

@@ -18,6 +18,7 @@ from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.corruption import CorruptionLayer, corruption_layer
 from celltl.layers.cutout import Cutout
+from celltl.layers.fused_pipeline import FusedPipeline, fuse
 from celltl.layers.grid_mask import GridMask
 from celltl.layers.policy import acquisition_policy, light_policy, study_policy
 from celltl.layers.rand_augment import RandAugment, randaugment_operations
@@ -39,6 +40,8 @@ __all__ = [
     "study_policy",
     "light_policy",
     "acquisition_policy",
+    "FusedPipeline",
+    "fuse",
     "BaseAugmentation",
     "ColorDegenerate",
     "Cutout",

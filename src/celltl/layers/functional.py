@@ -20,6 +20,8 @@ __all__ = [
     "GREY_WEIGHTS",
     "grid_mask",
     "box_mask",
+    "grid_mask_at",
+    "box_mask_at",
     "blend_to_grey",
     "shear_matrix",
     "affine_sample",
@@ -105,6 +107,45 @@ def box_mask(height, width, center_y, center_x, box_height, box_width, xp=None):
     cols = xp.cast(cols, "float32")
     hits = np_.matmul(np_.transpose(rows, (0, 2, 1)), cols)
     return hits > 0.5
+
+
+def grid_mask_at(x, y, height, width, unit, side, angle, offset_x, offset_y, xp=None):
+    """:func:`grid_mask` evaluated at float pixel coordinates ``x``, ``y``.
+
+    ``x`` (column) and ``y`` (row) are ``(B, H, W)``; with
+    ``x[b, i, j] = j`` and ``y[b, i, j] = i`` this is :func:`grid_mask`. A
+    fused policy evaluates the mask of an operation at the coordinates that
+    the geometry after it maps each output pixel to.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    xc = x - (width - 1) / 2.0
+    yc = y - (height - 1) / 2.0
+    inv = (1.0 / unit)[:, None, None]
+    side = side[:, None, None]
+    if angle is None:
+        u = xc * inv + offset_x[:, None, None]
+        v = yc * inv + offset_y[:, None, None]
+    else:
+        cos = np_.cos(angle)[:, None, None] * inv
+        sin = np_.sin(angle)[:, None, None] * inv
+        u = xc * cos + yc * sin + offset_x[:, None, None]
+        v = -xc * sin + yc * cos + offset_y[:, None, None]
+    return np_.logical_and((u - np_.floor(u)) < side, (v - np_.floor(v)) < side)
+
+
+def box_mask_at(x, y, center_y, center_x, box_height, box_width, xp=None):
+    """:func:`box_mask` evaluated at float pixel coordinates ``x``, ``y``
+    ``(B, H, W)`` (see :func:`grid_mask_at`)."""
+    xp = _xp(xp)
+    np_ = xp.numpy
+    ys = (y + 0.5)[..., None]
+    xs = (x + 0.5)[..., None]
+    inside = np_.logical_and(
+        np_.abs(ys - center_y[:, None, None, :]) < box_height[:, None, None, :] / 2,
+        np_.abs(xs - center_x[:, None, None, :]) < box_width[:, None, None, :] / 2,
+    )
+    return np_.any(inside, axis=-1)
 
 
 def blend_to_grey(images, factor, xp=None):

@@ -12,6 +12,7 @@ from celltl.layers.aug_mix import AugMix
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.cutout import Cutout
+from celltl.layers.fused_pipeline import FusedPipeline
 from celltl.layers.grid_mask import GridMask
 from celltl.layers.rand_augment import RandAugment
 from celltl.layers.random_affine import RandomAffine
@@ -31,6 +32,7 @@ def acquisition_policy(
     corruptions=None,
     value_range=(0, 255),
     strategy="auto",
+    fused=True,
     seed=None,
     name="acquisition_policy",
 ):
@@ -60,13 +62,18 @@ def acquisition_policy(
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
+        fused: run the policy as a :class:`~celltl.FusedPipeline` (one
+            resample and one pass per family of operations; the
+            per-operation chain with ``False``). Defaults to ``True``
+            (measured faster, see the Benchmarks page).
         seed: ``None`` or a non-negative int; every layer gets its own seed
             derived from it with ``celltl._seeds.sub_seed``.
         name: the pipeline's name. Defaults to ``"acquisition_policy"``.
 
     Returns:
-        A :class:`keras.layers.Pipeline`, safe in ``tf.data`` on any backend
-        and usable as a layer of a model.
+        A :class:`~celltl.FusedPipeline` (``.layers`` as a
+        ``keras.layers.Pipeline``), safe in ``tf.data`` on any backend and
+        usable as a layer of a model.
 
     Example:
 
@@ -103,7 +110,7 @@ def acquisition_policy(
             seed=s(3),
         )
     )
-    return keras.layers.Pipeline(layers, name=name)
+    return FusedPipeline(layers, fused=fused, name=name)
 
 
 def light_policy(
@@ -111,6 +118,7 @@ def light_policy(
     rate=0.5,
     value_range=(0, 255),
     strategy="auto",
+    fused=True,
     seed=None,
     name="light_policy",
 ):
@@ -130,13 +138,18 @@ def light_policy(
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
+        fused: run the policy as a :class:`~celltl.FusedPipeline` (one
+            resample and one pass per family of operations; the
+            per-operation chain with ``False``). Defaults to ``True``
+            (measured faster, see the Benchmarks page).
         seed: ``None`` or a non-negative int; every layer gets its own seed
             derived from it with ``celltl._seeds.sub_seed``.
         name: the pipeline's name. Defaults to ``"light_policy"``.
 
     Returns:
-        A :class:`keras.layers.Pipeline`, safe in ``tf.data`` on any backend
-        and usable as the first layer of a model.
+        A :class:`~celltl.FusedPipeline` (``.layers`` as a
+        ``keras.layers.Pipeline``), safe in ``tf.data`` on any backend and
+        usable as the first layer of a model.
 
     Example:
 
@@ -159,7 +172,9 @@ def light_policy(
         RandomAffine(rotation=180.0, zoom=(-0.1, 0.1), value_range=vr, seed=s(2), name="rotate"),
     ]
     if acquisition:
-        layers.append(acquisition_policy(value_range=vr, strategy=strategy, seed=s(3)))
+        layers.append(
+            acquisition_policy(value_range=vr, strategy=strategy, fused=False, seed=s(3))
+        )
     layers.append(
         RandomApply(
             RandomChoice(
@@ -178,7 +193,7 @@ def light_policy(
             seed=s(9),
         )
     )
-    return keras.layers.Pipeline(layers, name=name)
+    return FusedPipeline(layers, fused=fused, name=name)
 
 
 def study_policy(
@@ -188,10 +203,11 @@ def study_policy(
     acquisition=True,
     value_range=(0, 255),
     strategy="auto",
+    fused=False,
     seed=None,
     name="study_policy",
 ):
-    """The study's dynamic policy as one :class:`keras.layers.Pipeline`.
+    """The study's dynamic policy as one layer (a :class:`~celltl.FusedPipeline`).
 
     The study augmented every batch with keras-cv's
     ``RandomAugmentationPipeline`` over AugMix, RandAugment, RandomZoom,
@@ -219,14 +235,20 @@ def study_policy(
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
+        fused: run the policy in :class:`~celltl.FusedPipeline`'s fused
+            passes. Defaults to ``False``: with AugMix in the chain the
+            fused engine is measured slower than the per-operation chain
+            (the images that drew AugMix take a split path; see the
+            Benchmarks page).
         seed: ``None`` or a non-negative int; every layer gets its own seed
             derived from it with ``celltl._seeds.sub_seed`` (no two layers of
             the policy, nested ones included, share a seed).
         name: the pipeline's name. Defaults to ``"study_policy"``.
 
     Returns:
-        A :class:`keras.layers.Pipeline`, safe in ``tf.data`` on any backend
-        and usable as the first layer of a model.
+        A :class:`~celltl.FusedPipeline` (``.layers`` as a
+        ``keras.layers.Pipeline``), safe in ``tf.data`` on any backend and
+        usable as the first layer of a model.
 
     Example:
 
@@ -253,7 +275,7 @@ def study_policy(
         Shear(x_factor=0.2, y_factor=0.2, value_range=vr, seed=s(6)),
         ColorDegenerate(factor=(0.0, 0.6), value_range=vr, seed=s(7)),
     ]
-    return keras.layers.Pipeline(
+    return FusedPipeline(
         [
             keras.layers.RandomFlip("horizontal_and_vertical", seed=s(8)),
             RandomAffine(
@@ -266,6 +288,11 @@ def study_policy(
                 seed=s(11),
             ),
         ]
-        + ([acquisition_policy(value_range=vr, strategy=strategy, seed=s(12))] if acquisition else []),
+        + (
+            [acquisition_policy(value_range=vr, strategy=strategy, fused=False, seed=s(12))]
+            if acquisition
+            else []
+        ),
+        fused=fused,
         name=name,
     )

@@ -1,0 +1,617 @@
+"""FusedPipeline: a whole augmentation policy in a few fused passes.
+
+A policy built from celltl layers and composites (a chain of
+:class:`~celltl.RandomApply`, :class:`~celltl.RandomChoice`,
+:class:`~celltl.RandAugment`, :class:`~celltl.AugMix` and image layers) runs,
+unfused, one pass, one resample and one dispatch per operation. The engine
+here draws every random choice and magnitude of the chain first (with each
+layer's own sampler, so the distributions are the unfused policy's), then:
+
+- **geometry once**: every geometric operation an image drew (flips,
+  rotation, zoom, shear, translation) is a 3x3 matrix; the matrices of the
+  whole chain are composed per image and the image is resampled once (one
+  gather-based bilinear pass, XLA-friendly). One resample is also the better
+  image: chained bilinear resamples blur it a little more at each step;
+- **colour and masks in one pass**: pointwise operations and masks follow in
+  chain order as per-image ``where``s over the resampled image, compiled into
+  one XLA kernel with the resample; a mask is evaluated at the coordinates
+  the geometry after it maps each pixel to, so it moves with the image as in
+  the chain;
+- **only what must, apart**: operations that need the image as it stands
+  (:class:`~celltl.AugMix`, whose chains are fused programs of their own, and
+  any layer the engine does not know) split the chain. When only some images
+  drew such an operation, those images (a sub-batch padded to a few sizes)
+  take the split path and the rest one fused pass.
+
+``study_policy``, ``light_policy`` and ``acquisition_policy`` return a
+``FusedPipeline``; :func:`fuse` turns a user's ``keras.layers.Pipeline`` (or
+a list of layers) into one. A chain with an operation the engine does not
+know still runs, that operation unfused.
+
+For fixed draws the fused pass equals the per-operation pass
+(:meth:`FusedPipeline.apply_draws`) exactly where no geometry is moved across
+another operation, and within interpolation and border tolerance otherwise
+(tested on TensorFlow and JAX). Two approximations are documented: image
+statistics used by auto-contrast and contrast are taken on the resampled
+image, and the 3x3 sharpness filter runs in the output frame.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import keras
+
+from celltl._checks import check_bool, check_layers
+from celltl._compat import borrowed_backends, in_xla_context
+from celltl.layers.base import XLA_KERNELS, RandomLayer
+from celltl.layers.fusion import GEOMETRY, MASK, MIX, OPAQUE, PIXEL, Adapter, adapter_for
+
+__all__ = ["FusedPipeline", "fuse"]
+
+#: Sub-batches of images that take the split path are padded to a power of
+#: two up to this size and to a multiple of it above (few compiled shapes).
+BUCKET = 32
+
+_kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------------------
+# Compiling a policy into a program (trace time, Python)
+# ---------------------------------------------------------------------------
+
+
+def _compile(layer):
+    from celltl.layers.composition import RandomApply, RandomChoice
+
+    if isinstance(layer, (keras.layers.Pipeline, FusedPipeline)):
+        return ("seq", [_compile(sub) for sub in layer.layers])
+    if type(layer) is RandomApply:
+        return ("apply", layer, _compile(layer.layer))
+    if isinstance(layer, RandomChoice) and type(layer).augment is RandomChoice.augment:
+        return ("choice", layer, [_compile(sub) for sub in layer.choice_layers])
+    return ("leaf", adapter_for(layer))
+
+
+def _leaves(node):
+    kind = node[0]
+    if kind == "leaf":
+        yield node[1]
+        if node[1].kind == MIX:
+            yield from node[1].operations
+    elif kind == "seq":
+        for sub in node[1]:
+            yield from _leaves(sub)
+    elif kind == "apply":
+        yield from _leaves(node[2])
+    else:
+        for sub in node[2]:
+            yield from _leaves(sub)
+
+
+def _and(a, b, xp):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return xp.numpy.logical_and(a, b)
+
+
+# ---------------------------------------------------------------------------
+# The layer
+# ---------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="celltl")
+class FusedPipeline(RandomLayer):
+    """Applies a chain of augmentation layers in a few fused passes.
+
+    Use it where a :class:`keras.layers.Pipeline` of celltl layers would go
+    (as the first layer of a model, or mapped over ``tf.data`` with any Keras
+    backend): same layers, same per-image distributions, a fraction of the
+    time (``benchmarks/report.py``; the Benchmarks page). See the module
+    documentation for what is fused.
+
+    Args:
+        layers: the chain, a list of Keras layers: celltl image layers and
+            composites, Keras ``RandomFlip`` and the pointwise Keras core
+            augmentation layers are fused; any other layer runs as itself.
+        fused: ``False`` runs the layers one after another, exactly as a
+            ``keras.layers.Pipeline`` (the per-operation path, for
+            comparisons). Defaults to ``True``.
+        seed: unused by the engine itself (every layer draws from its own
+            seed); kept for a uniform signature. Defaults to ``None``.
+        **kwargs: passed to :class:`keras.layers.Layer` (``name``...).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from celltl import FusedPipeline, GridMask, Shear, ColorDegenerate
+    >>> policy = FusedPipeline([Shear(seed=1), GridMask(seed=2), ColorDegenerate(seed=3)])
+    >>> cells = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype="uint8")
+    >>> tuple(policy(cells).shape)
+    (4, 32, 32, 3)
+    """
+
+    def __init__(self, layers, fused=True, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._pipeline_layers = check_layers("layers", layers)
+        self.fused = check_bool("fused", fused)
+        self._program = ("seq", [_compile(layer) for layer in self._pipeline_layers])
+        leaves = list(_leaves(self._program))
+        ranges = {
+            tuple(float(v) for v in leaf.layer.value_range)
+            for leaf in leaves
+            if getattr(leaf.layer, "value_range", None) is not None
+        }
+        self.value_range = next(iter(ranges)) if len(ranges) == 1 else None
+        keys = [leaf.fill_key for leaf in leaves if leaf.kind == GEOMETRY and leaf.fill_key]
+        #: (interpolation, fill_mode, fill_value) of the one resample.
+        self._fill_key = max(set(keys), key=keys.count) if keys else ("bilinear", "reflect", 0.0)
+        self._nested = [leaf.layer for leaf in leaves] + self._composites(self._program)
+
+    @staticmethod
+    def _composites(node):
+        out = []
+        if node[0] in ("apply", "choice"):
+            out.append(node[1])
+        if node[0] == "apply":
+            out += FusedPipeline._composites(node[2])
+        elif node[0] in ("seq", "choice"):
+            for sub in node[-1] if node[0] == "seq" else node[2]:
+                out += FusedPipeline._composites(sub)
+        return out
+
+    @property
+    def layers(self):
+        """The layers of the chain, as given."""
+        return list(self._pipeline_layers)
+
+    def build(self, input_shape):
+        for layer in self._pipeline_layers:
+            _build(layer, input_shape)
+        self.built = True
+
+    def _check_channels(self, channels):
+        for layer in self._pipeline_layers:
+            if hasattr(layer, "_check_channels"):
+                layer._check_channels(channels)
+
+    def _value_ranges(self):
+        ranges = []
+        for layer in self._pipeline_layers:
+            if isinstance(layer, RandomLayer):
+                ranges += [r for r in layer._value_ranges() if r not in ranges]
+        return ranges
+
+    # -- entry points -----------------------------------------------------------
+    def augment(self, images):
+        if not self.fused:
+            for layer in self._pipeline_layers:
+                images = self.backend.cast(layer(images, training=True), self.compute_dtype)
+            return images
+        with borrowed_backends(self._nested, self.backend):
+            positions = self.sample(images)
+            return self._run(images, positions)
+
+    def sample(self, images):
+        """Draws every choice and magnitude of the chain for ``images``.
+
+        Returns the program as a list of positions, each a list of
+        ``(adapter, draws, active)`` items: ``active`` is a ``(B,)`` boolean
+        tensor (or None for every image), and the items of a position are
+        mutually exclusive per image.
+        """
+        return self._flatten(self._program, images, None)
+
+    def apply_draws(self, images, positions, fused=True):
+        """Runs ``positions`` (from :meth:`sample`) on ``images``.
+
+        ``fused=False`` runs every operation on its own, in chain order (the
+        per-operation path); ``fused=True`` runs the fused passes. For the
+        same draws both give the same images (see the module documentation
+        for the tolerance).
+        """
+        xp = self.backend
+        images = xp.cast(images, self.compute_dtype)
+        with borrowed_backends(self._nested, self.backend):
+            if not fused:
+                return self._reference(images, positions)
+            return self._run(images, positions)
+
+    # -- sampling ----------------------------------------------------------------
+    def _flatten(self, node, images, active):
+        xp = self.backend
+        kind = node[0]
+        if kind == "leaf":
+            adapter = node[1]
+            draws = None if adapter.kind == OPAQUE else adapter.sample(images, xp)
+            return [[(adapter, draws, active)]]
+        if kind == "seq":
+            out = []
+            for sub in node[1]:
+                out += self._flatten(sub, images, active)
+            return out
+        if kind == "apply":
+            layer = node[1]
+            if layer.rate == 0.0:
+                return []
+            if layer.rate == 1.0:
+                return self._flatten(node[2], images, active)
+            batch = xp.shape(images)[0]
+            draw = xp.random.uniform((batch,), dtype="float32", seed=layer._seed())
+            return self._flatten(node[2], images, _and(active, draw < layer.rate, xp))
+        layer, branches = node[1], node[2]
+        order = layer._draw_order(xp.shape(images)[0])
+        out = []
+        for position in range(layer.num):
+            parts = [
+                self._flatten(sub, images, _and(active, order[:, position] == i, xp))
+                for i, sub in enumerate(branches)
+            ]
+            depth = max(len(p) for p in parts)
+            out += [sum((p[k] for p in parts if k < len(p)), []) for k in range(depth)]
+        return out
+
+    # -- running -------------------------------------------------------------------
+    def _is_barrier(self, adapter):
+        if adapter.kind in (MIX, OPAQUE):
+            return True
+        return adapter.kind == GEOMETRY and adapter.fill_key not in (None, self._fill_key)
+
+    def _run(self, images, positions):
+        xp = self.backend
+        conditional = [
+            active
+            for position in positions
+            for adapter, _, active in position
+            if self._is_barrier(adapter) and active is not None
+        ]
+        if not conditional or xp.name != "tensorflow" or in_xla_context():
+            return self._split(images, positions, barriers=True)
+        import tensorflow as tf
+
+        # Images that drew an operation needing the image as it stands take
+        # the split path; all take the one-pass path (cheaper than gathering
+        # the others) and the split results replace theirs.
+        fast = self._split(images, positions, barriers=False)
+        slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
+        index = tf.cast(tf.where(slow)[:, 0], "int32")
+        n = tf.shape(index)[0]
+        log2 = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), "float32")) / math.log(2.0))
+        size = tf.where(
+            n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
+        )
+        padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
+        sub = tf.gather(images, padded)
+        sub_positions = [
+            [
+                (
+                    adapter,
+                    adapter.gather(draws, padded, xp),
+                    None if active is None else tf.gather(active, padded),
+                )
+                for adapter, draws, active in position
+            ]
+            for position in positions
+        ]
+        out = self._split(sub, sub_positions, barriers=True)[:n]
+        return tf.tensor_scatter_nd_update(fast, index[:, None], tf.cast(out, fast.dtype))
+
+    def _split(self, images, positions, barriers):
+        """Fused segments between the operations that need the image as it
+        stands (``barriers=False`` drops those drawn by only some images)."""
+        xp = self.backend
+        segment = []
+        x = images
+        for position in positions:
+            stops = [item for item in position if self._is_barrier(item[0])]
+            rest = [item for item in position if not self._is_barrier(item[0])]
+            if not barriers:
+                stops = [item for item in stops if item[2] is None]
+            if rest:
+                segment.append(rest)
+            if not stops:
+                continue
+            x = self._segment(x, segment)
+            segment = []
+            for adapter, draws, active in stops:
+                out = xp.cast(self._barrier(adapter, x, draws, fused=True), x.dtype)
+                x = out if active is None else xp.numpy.where(active[:, None, None, None], out, x)
+        return self._segment(x, segment) if segment else x
+
+    def _barrier(self, adapter, x, draws, fused):
+        if adapter.kind == MIX:
+            return self._mix(adapter, x, draws, fused)
+        if adapter.kind == OPAQUE:
+            return adapter.layer(x, training=True)
+        return adapter.apply(x, draws, self.backend)
+
+    def _mix(self, adapter, x, draws, fused):
+        """AugMix: its ``width`` chains as one fused program, then the mix."""
+        xp = self.backend
+        np_ = xp.numpy
+        layer = adapter.layer
+        width = draws["width"]
+        chains = np_.concatenate([x] * width, axis=0)
+        program = [
+            [(op, step["ops"][i], step["op"] == i) for i, op in enumerate(adapter.operations)]
+            for step in draws["steps"]
+        ]
+        if fused:
+            chains = self._split(chains, program, barriers=True)
+        else:
+            chains = self._reference(chains, program)
+        chains = np_.reshape(chains, (width, -1, *x.shape[1:]))
+        g = draws["g"]
+        weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), x.dtype)
+        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
+        m = xp.cast(draws["a"] / (draws["a"] + draws["b"]), x.dtype)[:, None, None, None]
+        return layer._clip(x * m + mixed * (1 - m))
+
+    def _segment(self, x, positions):
+        """One fused pass (geometry once, then each position's families)."""
+        return self._fused(x, positions)
+
+    def _kernel(self, name, fn, x, payload):
+        """``fn(x, payload)`` as an XLA kernel inside TensorFlow graphs.
+
+        One kernel per stage (the resample, each position), not one for the
+        whole pass: inside one large kernel XLA's CPU fusion recomputes a
+        position's producers in every consumer (the nine taps of a blur, the
+        statistics), which costs more than writing the image between stages.
+        ``payload`` is any nested structure; its non-tensor leaves (adapters,
+        None, ints) are part of the cache key.
+        """
+        xp = self.backend
+        if not XLA_KERNELS or xp.name != "tensorflow":
+            return fn(x, payload)
+        import tensorflow as tf
+
+        if tf.executing_eagerly() or in_xla_context():
+            return fn(x, payload)
+        leaves = tf.nest.flatten(payload)
+        is_tensor = [tf.is_tensor(v) for v in leaves]
+        key = (
+            name,
+            tuple(is_tensor),
+            tuple(None if t else (id(v) if isinstance(v, Adapter) else repr(v))
+                  for v, t in zip(leaves, is_tensor)),
+        )
+        cache = _kernels.setdefault(self, {})
+        compiled = cache.get(key)
+        if compiled is None:
+            constants = [None if t else v for v, t in zip(leaves, is_tensor)]
+
+            def kernel(images, *flat):
+                it = iter(flat)
+                values = [next(it) if t else c for c, t in zip(constants, is_tensor)]
+                return fn(images, tf.nest.pack_sequence_as(payload, values))
+
+            compiled = tf.function(kernel, jit_compile=True, autograph=False)
+            cache[key] = compiled
+        return compiled(x, *[v for v, t in zip(leaves, is_tensor) if t])
+
+    def _fused(self, x, positions):
+        """Geometry once (one resample), then the pixel operations and masks."""
+        from celltl.layers.functional import affine_sample
+
+        xp = self.backend
+        np_ = xp.numpy
+        height, width = x.shape[1], x.shape[2]
+        batch = xp.shape(x)[0]
+        eye = np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
+        # Suffix products: what each position's output coordinates map to
+        # at the output of the chain, walking back from the end.
+        suffix = [None] * len(positions)
+        total = None  # None: identity
+        for k in range(len(positions) - 1, -1, -1):
+            suffix[k] = total
+            geo = None
+            for adapter, draws, active in positions[k]:
+                if adapter.kind != GEOMETRY:
+                    continue
+                m = adapter.matrix(draws, height, width, xp)
+                if active is not None:
+                    m = np_.where(active[:, None, None], m, eye if geo is None else geo)
+                elif geo is not None:  # pragma: no cover - exclusive items
+                    m = np_.matmul(geo, m)
+                geo = m
+            if geo is not None:
+                total = geo if total is None else np_.matmul(geo, total)
+        interpolation, fill_mode, fill_value = self._fill_key
+        grid = None
+        if total is not None:
+
+            def resample(images, matrix):
+                gx, gy = self._coordinates(matrix, height, width)
+                out = affine_sample(
+                    images, gx, gy, interpolation=interpolation, fill_mode=fill_mode,
+                    fill_value=fill_value, xp=xp,
+                )
+                return self._clip_range(out)
+
+            x = self._kernel("resample", resample, x, total)
+        for k, position in enumerate(positions):
+            items = [i for i in position if i[0].kind != GEOMETRY and not i[0].identity]
+            if not items:
+                continue
+
+            def run_position(images, payload):
+                items_, suffix_ = payload
+                return self._position(
+                    images, items_, suffix_, interpolation, height, width, xp.shape(images)[0]
+                )
+
+            x = self._kernel("position", run_position, x, (items, suffix[k]))
+        return x
+
+    def _position(self, x, position, suffix, interpolation, height, width, batch):
+        """One position's pixel operations and masks, one pass per family."""
+        xp = self.backend
+        np_ = xp.numpy
+
+        def select(active, new, old):
+            if active is None:
+                return new
+            shape = (-1,) + (1,) * (len(new.shape) - 1)
+            return np_.where(np_.reshape(active, shape), new, old)
+
+        items = [i for i in position if i[0].kind != GEOMETRY and not i[0].identity]
+        affine = [i for i in items if i[0].family == "affine"]
+        if affine:
+            needs = {n for a, _, _ in affine for n in a.stats}
+            xf = xp.cast(x, "float32")
+            stats = {}
+            if "mean" in needs:
+                stats["mean"] = np_.mean(xf, axis=(1, 2))
+            if "minmax" in needs:
+                stats["min"] = np_.min(xf, axis=(1, 2))
+                stats["max"] = np_.max(xf, axis=(1, 2))
+            a_mat = np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
+            b_vec = np_.zeros((batch, 3), dtype="float32")
+            for adapter, draws, active in affine:
+                a_i, b_i = adapter.affine(draws, stats, xp)
+                a_mat, b_vec = select(active, a_i, a_mat), select(active, b_i, b_vec)
+            a_mat = xp.cast(a_mat, x.dtype)
+            b_vec = xp.cast(b_vec, x.dtype)
+            chans = [x[..., c] for c in range(3)]
+            out = np_.stack(
+                [
+                    chans[0] * a_mat[:, c, 0][:, None, None]
+                    + chans[1] * a_mat[:, c, 1][:, None, None]
+                    + chans[2] * a_mat[:, c, 2][:, None, None]
+                    + b_vec[:, c][:, None, None]
+                    for c in range(3)
+                ],
+                axis=-1,
+            )
+            x = self._clip_range(out)
+        sharp = [i for i in items if i[0].family == "sharpness"]
+        if sharp:
+            c = np_.zeros((batch,), dtype="float32")
+            for adapter, draws, active in sharp:
+                c = select(active, adapter.blend(draws, xp), c)
+            c = xp.cast(c, x.dtype)[:, None, None, None]
+            x = self._clip_range(x + c * (_blur3(x, xp) - x))
+        for adapter, draws, active in items:
+            if adapter.family is None and adapter.kind == PIXEL:
+                out = xp.cast(adapter.apply(x, draws, xp), x.dtype)
+                x = select(active, out, x)
+        masks = [i for i in items if i[0].kind == MASK]
+        fills = {}
+        for adapter, draws, active in masks:
+            cx, cy = self._coordinates(suffix, height, width, batch)
+            if interpolation == "nearest" and suffix is not None:
+                cx = np_.sign(cx) * np_.floor(np_.abs(cx) + 0.5)
+                cy = np_.sign(cy) * np_.floor(np_.abs(cy) + 0.5)
+            hole = adapter.mask(draws, height, width, cx, cy, xp)
+            if active is not None:
+                hole = np_.logical_and(hole, active[:, None, None])
+            value = float(adapter.fill_value)
+            fills[value] = hole if value not in fills else np_.logical_or(fills[value], hole)
+        for value, hole in fills.items():
+            x = np_.where(hole[..., None], xp.cast(value, x.dtype), x)
+        return x
+
+    def _coordinates(self, matrix, height, width, batch=None):
+        """``(x, y)`` ``(B, H, W)`` that ``matrix`` maps each pixel to."""
+        np_ = self.backend.numpy
+        xs = np_.arange(width, dtype="float32")[None, None, :]
+        ys = np_.arange(height, dtype="float32")[None, :, None]
+        if matrix is None:
+            shape = (batch, height, width)
+            return np_.broadcast_to(xs, shape), np_.broadcast_to(ys, shape)
+        m = [[matrix[:, i, j][:, None, None] for j in range(3)] for i in range(2)]
+        x = m[0][0] * xs + m[0][1] * ys + m[0][2]
+        y = m[1][0] * xs + m[1][1] * ys + m[1][2]
+        return x, y
+
+    def _clip_range(self, x):
+        if self.value_range is None:
+            return x
+        low, high = (self.backend.cast(v, x.dtype) for v in self.value_range)
+        return self.backend.numpy.clip(x, low, high)
+
+    def _reference(self, x, positions):
+        """The per-operation path: every operation on its own, in order."""
+        xp = self.backend
+        for position in positions:
+            for adapter, draws, active in position:
+                if adapter.kind in (MIX, OPAQUE):
+                    out = self._barrier(adapter, x, draws, fused=False)
+                else:
+                    out = adapter.apply(x, draws, xp)
+                out = xp.cast(out, x.dtype)
+                x = out if active is None else xp.numpy.where(active[:, None, None, None], out, x)
+        return x
+
+    # -- serialisation -------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "layers": [keras.saving.serialize_keras_object(l) for l in self._pipeline_layers],
+                "fused": self.fused,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds the chain, deserializing its layers first."""
+        config = dict(config)
+        config["layers"] = [keras.saving.deserialize_keras_object(c) for c in config["layers"]]
+        return cls(**config)
+
+
+def _build(layer, input_shape):
+    """Builds ``layer``; a ``keras.layers.Pipeline`` (no ``build`` of its
+    own) through its shape-keeping layers."""
+    if isinstance(layer, keras.layers.Pipeline):
+        for sub in layer.layers:
+            _build(sub, input_shape)
+        layer.built = True
+    elif not layer.built:
+        layer.build(input_shape)
+
+
+def _blur3(x, xp):
+    """Keras ``RandomSharpness``' 3x3 smoothing (1/13, centre 5/13), zero
+    padded, as nine shifted adds (XLA compiles a depthwise convolution on CPU
+    into a slow loop)."""
+    np_ = xp.numpy
+    height, width = x.shape[1], x.shape[2]
+    padded = np_.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    rows = padded[:, :, 0:width] + padded[:, :, 1 : width + 1] + padded[:, :, 2 : width + 2]
+    box = rows[:, 0:height] + rows[:, 1 : height + 1] + rows[:, 2 : height + 2]
+    one = xp.cast(1.0 / 13.0, x.dtype)
+    four = xp.cast(4.0 / 13.0, x.dtype)
+    return box * one + x * four
+
+
+def fuse(layers, name=None):
+    """A :class:`FusedPipeline` of ``layers``.
+
+    Args:
+        layers: a ``keras.layers.Pipeline``, a :class:`FusedPipeline` or a
+            list of layers.
+        name: the layer's name; defaults to the pipeline's own, or
+            ``"fused_pipeline"``.
+
+    Returns:
+        A :class:`FusedPipeline` over the same layer objects (they keep their
+        seeds and state).
+
+    Example:
+
+    >>> import keras
+    >>> from celltl import Cutout, fuse
+    >>> policy = fuse(keras.layers.Pipeline([keras.layers.RandomFlip(), Cutout()]))
+    >>> type(policy).__name__, len(policy.layers)
+    ('FusedPipeline', 2)
+    """
+    if isinstance(layers, (keras.layers.Pipeline, FusedPipeline)):
+        return FusedPipeline(layers.layers, name=name or layers.name)
+    return FusedPipeline(layers, name=name or "fused_pipeline")

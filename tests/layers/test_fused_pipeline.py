@@ -1,0 +1,230 @@
+"""FusedPipeline: the fused passes equal the per-operation chain for fixed draws.
+
+Runs on the active Keras backend (``.ci/run`` runs tests/layers on TensorFlow
+and on JAX); the TensorFlow-only modes (``tf.function``, XLA, ``tf.data``)
+skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import celltl
+from celltl import (
+    AugMix,
+    ColorDegenerate,
+    Cutout,
+    FusedPipeline,
+    GridMask,
+    RandAugment,
+    RandomAffine,
+    RandomApply,
+    RandomChoice,
+    RandomWhiteBalance,
+    Shear,
+    fuse,
+)
+
+BACKEND = keras.backend.backend()
+TF_ONLY = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow modes")
+
+
+def _smooth(n=8, size=32, seed=0):
+    """Smooth images in (0, 255): interpolation differences stay small."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    base = np.stack([128 + 90 * np.sin(xx / 6.0 + k) * np.cos(yy / 7.0) for k in range(3)], -1)
+    shift = rng.uniform(-20, 20, (n, 1, 1, 3))
+    return np.clip(base[None] + shift, 0, 255).astype("float32")
+
+
+def _both(layers, x):
+    policy = FusedPipeline(layers)
+    positions = policy.sample(x)
+    fused = np.asarray(policy.apply_draws(x, positions, fused=True))
+    chain = np.asarray(policy.apply_draws(x, positions, fused=False))
+    return fused, chain
+
+
+def _pixel_layers():
+    return [
+        RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=1), rate=0.5, seed=2),
+        RandomChoice(
+            [
+                keras.layers.RandomBrightness(0.3, value_range=(0, 255), seed=3),
+                keras.layers.RandomContrast(0.5, value_range=(0, 255), seed=4),
+                keras.layers.AutoContrast(value_range=(0, 255)),
+                keras.layers.Solarization(0.5, value_range=(0, 255), seed=5),
+                keras.layers.RandomPosterization((4, 6), value_range=(0, 255), seed=6),
+                keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=7),
+                GridMask(seed=8),
+                Cutout(num_holes=(1, 2), seed=9),
+            ],
+            num=2,
+            seed=10,
+        ),
+        RandomWhiteBalance(seed=11),
+    ]
+
+
+def test_pixel_and_mask_operations_equal_the_chain_exactly():
+    # No geometry is moved across another operation: one pass per family
+    # (parameter selection) must give the chain's images.
+    fused, chain = _both(_pixel_layers(), _smooth(16))
+    np.testing.assert_allclose(fused, chain, atol=2e-3)
+
+
+def test_geometry_is_one_resample_within_interpolation_tolerance():
+    layers = [
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=1),
+        RandomAffine(rotation=20.0, zoom=(-0.1, 0.1), seed=2),
+        RandomApply(Shear(x_factor=0.1, y_factor=0.1, seed=3), rate=0.5, seed=4),
+    ]
+    fused, chain = _both(layers, _smooth(16))
+    # Borders differ (one reflection instead of chained ones); inside, the
+    # difference is interpolation only (chained bilinear blurs more).
+    inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
+    assert inner.max() < 3.0, inner.max()
+    assert np.abs(fused - chain).mean() < 1.0
+
+
+def test_flips_and_nearest_geometry_compose_exactly():
+    x = _smooth(8)
+    layers = [
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=1),
+        keras.layers.RandomFlip("horizontal", seed=2),
+    ]
+    fused, chain = _both(layers, x)
+    np.testing.assert_allclose(fused, chain, atol=1e-4)
+
+
+def test_masks_move_with_the_geometry_after_them():
+    # Nearest sampling: the mask is evaluated where the later geometry reads
+    # it, so the holes land where the chain puts them.
+    layers = [
+        GridMask(ratio=0.3, seed=1),
+        RandomAffine(rotation=30.0, interpolation="nearest", fill_mode="nearest", seed=2),
+    ]
+    x = np.full((8, 32, 32, 3), 200.0, "float32")
+    fused, chain = _both(layers, x)
+    agree = ((fused == 0) == (chain == 0)).mean()
+    assert agree > 0.97, agree
+    assert 0.15 < (fused == 0).mean() < 0.45
+
+
+def test_unknown_layer_still_runs_unfused():
+    marker = keras.layers.Lambda(lambda t: t * 0.0 + 7.0)
+    policy = FusedPipeline([ColorDegenerate(seed=1), marker, Cutout(seed=2)])
+    out = np.asarray(policy(_smooth(4)))
+    assert set(np.unique(out)) <= {0.0, 7.0}
+    assert (out == 7.0).mean() > 0.5
+
+
+def test_chain_path_equals_the_unfused_policy_with_select():
+    # Same seeds, same draws: the engine's per-operation path reproduces the
+    # unfused layers (strategy "select"), so the fused engine draws from the
+    # unfused policy's distributions.
+    x = _smooth(8)
+    plain = celltl.light_policy(acquisition=False, strategy="select", fused=False, seed=3)
+    engine = celltl.light_policy(acquisition=False, strategy="select", fused=True, seed=3)
+    expected = np.asarray(plain(x))
+    got = np.asarray(engine.apply_draws(x, engine.sample(x), fused=False))
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_augmix_mixes_fused_chains():
+    x = _smooth(6)
+    layers = [AugMix(severity=0.3, seed=1)]
+    fused, chain = _both(layers, x)
+    inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
+    assert inner.mean() < 2.0, inner.mean()
+
+
+@pytest.mark.parametrize("make", ["study", "light", "acquisition", "randaugment"])
+def test_policies_run_fused_in_range(make):
+    x = _smooth(8, size=32)
+    policy = {
+        "study": lambda: celltl.study_policy(fused=True, seed=0),
+        "light": lambda: celltl.light_policy(seed=0),
+        "acquisition": lambda: celltl.acquisition_policy(seed=0),
+        "randaugment": lambda: fuse([RandAugment(num_ops=2, magnitude=0.5, seed=0)]),
+    }[make]()
+    out = np.asarray(policy(x))
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - x).mean() > 0.5
+
+
+def test_fuse_keeps_the_layers_and_inference_is_identity():
+    pipe = keras.layers.Pipeline([keras.layers.RandomFlip(seed=1), Cutout(seed=2)], name="mine")
+    fused = fuse(pipe)
+    assert fused.name == "mine" and fused.layers[1] is pipe.layers[1]
+    x = _smooth(2)
+    np.testing.assert_array_equal(np.asarray(fused(x, training=False)), x)
+
+
+def test_config_round_trip():
+    policy = celltl.light_policy(seed=0)
+    clone = FusedPipeline.from_config(policy.get_config())
+    assert clone.fused and [type(l) for l in clone.layers] == [type(l) for l in policy.layers]
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="fused"):
+        FusedPipeline([Cutout()], fused="yes")
+    with pytest.raises(ValueError, match="layers"):
+        FusedPipeline([])
+
+
+@TF_ONLY
+@pytest.mark.parametrize("jit", [False, True])
+def test_tf_function_and_xla(jit):
+    import tensorflow as tf
+
+    policy = FusedPipeline(_pixel_layers() + [RandomAffine(rotation=30, seed=12)])
+    fn = tf.function(lambda t: policy(t, training=True), jit_compile=jit)
+    out = np.asarray(fn(tf.constant(_smooth(8))))
+    assert out.shape == (8, 32, 32, 3) and out.min() >= 0 and out.max() <= 255
+
+
+@TF_ONLY
+def test_tf_function_fused_equals_chain():
+    import tensorflow as tf
+
+    policy = FusedPipeline(_pixel_layers())
+    x = tf.constant(_smooth(8))
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
+
+    fused, chain = both(x)
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(chain), atol=2e-3)
+
+
+@TF_ONLY
+def test_in_tf_data_with_routing():
+    import tensorflow as tf
+
+    policy = celltl.study_policy(acquisition=False, fused=True, seed=0)
+    ds = tf.data.Dataset.from_tensor_slices(_smooth(16)).batch(8).map(
+        lambda t: policy(t, training=True)
+    )
+    for batch in ds:
+        assert batch.shape == (8, 32, 32, 3)
+
+
+def test_mixed_precision():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        policy = celltl.light_policy(seed=0)
+        out = policy(_smooth(4))
+        assert keras.backend.standardize_dtype(out.dtype) == "float16"
+        values = np.asarray(out).astype("float32")
+        assert values.min() >= 0 and values.max() <= 255
+    finally:
+        keras.config.set_dtype_policy(previous)
