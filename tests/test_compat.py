@@ -130,3 +130,17 @@ def test_reset_initial_epoch(tmp_path):
     assert model._initial_epoch == 2  # what Keras leaves behind
     _compat.reset_initial_epoch(model)
     assert len(model.fit(x, y, epochs=2, verbose=0).epoch) == 2
+
+
+def test_borrowed_backends():
+    # A DataLayer's DynamicBackend is switched for the block and reset after.
+    from celltl import Cutout
+
+    lender, borrower = Cutout(), Cutout()
+    lender.backend.set_backend("tensorflow")
+    try:
+        with _compat.borrowed_backends([borrower], lender.backend):
+            assert borrower.backend.name == "tensorflow"
+    finally:
+        lender.backend.reset()
+    assert borrower.backend.name == keras.backend.backend()

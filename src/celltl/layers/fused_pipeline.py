@@ -120,8 +120,6 @@ class FusedPipeline(RandomLayer):
         fused: ``False`` runs the layers one after another, exactly as a
             ``keras.layers.Pipeline`` (the per-operation path, for
             comparisons). Defaults to ``True``.
-        seed: unused by the engine itself (every layer draws from its own
-            seed); kept for a uniform signature. Defaults to ``None``.
         **kwargs: passed to :class:`keras.layers.Layer` (``name``...).
 
     Example:
@@ -134,8 +132,8 @@ class FusedPipeline(RandomLayer):
     (4, 32, 32, 3)
     """
 
-    def __init__(self, layers, fused=True, seed=None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
+    def __init__(self, layers, fused=True, **kwargs):
+        super().__init__(**kwargs)
         self._pipeline_layers = check_layers("layers", layers)
         self.fused = check_bool("fused", fused)
         self._program = ("seq", [_compile(layer) for layer in self._pipeline_layers])
@@ -550,6 +548,7 @@ class FusedPipeline(RandomLayer):
     # -- serialisation -------------------------------------------------------------
     def get_config(self):
         config = super().get_config()
+        config.pop("seed", None)  # every layer draws from its own seed
         config.update(
             {
                 "layers": [keras.saving.serialize_keras_object(l) for l in self._pipeline_layers],
