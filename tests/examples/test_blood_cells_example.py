@@ -523,3 +523,22 @@ def test_baseline_smoke(tmp_path):
     assert metrics["test_images"] == 32 and metrics["train_images"] == 104
     bad = _run(EXAMPLE / "baseline.py", "--backbone", "resnet9000")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_twenty_lines_run(tmp_path, capsys):
+    """The docs' "example in twenty lines" runs as shown (tiny settings)."""
+    from celltl.data import make_synthetic_cells
+
+    x, y, names = make_synthetic_cells(120, image_size=40, seed=0)
+    data = tmp_path / "cells.npz"
+    np.savez(data, images=x, labels=y, class_names=np.array(names))
+    twenty = _module("blood_cells_twenty_lines", EXAMPLE / "twenty_lines.py")
+    report = twenty.main(data, size=32, epochs=1, min_epochs=0, robustness_images=16,
+                         checkpoint_dir=tmp_path / "ckpt")
+    assert report.n_images == 16
+    out = capsys.readouterr().out
+    assert re.search(r"test accuracy \d\.\d{3}", out)
+    assert (tmp_path / "ckpt" / "checkpoints" / "phase2_fine_tune.done.weights.h5").is_file()
+    code = [ln for ln in (EXAMPLE / "twenty_lines.py").read_text().split(
+        "def main")[1].split("\n\n\nif __name__")[0].splitlines()[2:] if ln.strip()]
+    assert len(code) <= 25, len(code)

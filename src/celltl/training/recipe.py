@@ -31,10 +31,10 @@ class FineTuneHistories(NamedTuple):
     """The ``keras.callbacks.History`` of each phase.
 
     Each history covers every epoch of its phase exactly once, also when the
-    phase was resumed or finished in an earlier run, and has three more
+    phase was resumed or finished in an earlier run, and has four more
     attributes: ``monitor`` (the watched metric), ``best_epoch`` (1-based,
-    the epoch whose weights ended the phase; ``None`` when no epoch ran) and
-    ``best_value`` (its value of ``monitor``), plus ``finished_before``
+    the epoch whose weights ended the phase; ``None`` when no epoch ran),
+    ``best_value`` (its value of ``monitor``) and ``finished_before``
     (``True`` when the phase was skipped because an earlier run finished it).
     A skipped phase 1 (``head_epochs=0``) has an empty history.
     """
@@ -425,6 +425,8 @@ def fine_tune(
                 verbose=verbose,
             )
         shutil.rmtree(backup, ignore_errors=True)
+        if backup.parent.is_dir() and not any(backup.parent.iterdir()):
+            backup.parent.rmdir()
         if best.is_file():
             model.load_weights(best)
         model.save_weights(done)
