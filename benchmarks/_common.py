@@ -148,10 +148,30 @@ def study_policy_kerascv():
     )
 
 
-def study_policy_celltl():
+def study_policy_celltl(fused=False):
+    """celltl's study policy with the same operations as keras-cv's
+    (``acquisition=False``: keras-cv has no acquisition shifts)."""
     import celltl
 
-    return celltl.study_policy(num=2, rate=0.8)
+    return celltl.study_policy(num=2, rate=0.8, acquisition=False, fused=fused)
+
+
+def light_policy_celltl(fused=True):
+    """The example's policy (with the acquisition shifts)."""
+    import celltl
+
+    return celltl.light_policy(fused=fused)
+
+
+#: (label, factory, group) of the whole-policy rows; ratios are taken within
+#: a group against its first row.
+POLICY_CASES = [
+    ("keras-cv RandomAugmentationPipeline", study_policy_kerascv, "study"),
+    ("celltl study_policy, per operation", lambda: study_policy_celltl(False), "study"),
+    ("celltl study_policy, fused", lambda: study_policy_celltl(True), "study"),
+    ("celltl light_policy, per operation", lambda: light_policy_celltl(False), "light"),
+    ("celltl light_policy, fused", lambda: light_policy_celltl(True), "light"),
+]
 
 
 def compiled(layer, jit=False):

@@ -43,7 +43,7 @@ from _common import (  # noqa: E402
     have_keras_cv,
     identity,
     images_per_second,
-    study_policy_celltl,
+    POLICY_CASES,
     study_policy_kerascv,
     tf_data_epoch,
 )
@@ -88,14 +88,14 @@ def measure_layers(batch_sizes, modes, rounds):
 
 
 def measure_policy(bs, rounds, warmup=20):
+    """Whole-policy rows: ``(label, images/s, first call s, note, group)``."""
     import tensorflow as tf
 
     x = tf.constant(batch(bs))
     out = []
-    for impl, factory in [("celltl study_policy", study_policy_celltl),
-                          ("keras-cv RandomAugmentationPipeline", study_policy_kerascv)]:
+    for impl, factory, group in POLICY_CASES:
         if "keras-cv" in impl and not have_keras_cv():
-            out.append((impl, None, None, "keras-cv not installed"))
+            out.append((impl, None, None, "keras-cv not installed", group))
             continue
         fn = blocking(compiled(factory()), x)
         start = time.perf_counter()
@@ -103,7 +103,7 @@ def measure_policy(bs, rounds, warmup=20):
         first = time.perf_counter() - start
         # XLA kernels compile once per sub-batch shape: warm up until steady.
         ips = images_per_second(fn, bs, rounds=rounds, warmup=warmup)
-        out.append((impl, ips, first, ""))
+        out.append((impl, ips, first, "", group))
         log(f"policy {impl}: {ips:.0f} img/s (first call {first:.1f} s)")
     return out
 
@@ -113,12 +113,17 @@ def measure_training_overhead(bs, steps, backbone):
     import keras
     import tensorflow as tf
 
-    from celltl import build_classifier, study_policy
+    from celltl import build_classifier, light_policy, study_policy
 
     x = batch(bs, "uint8")
     y = np.arange(bs) % 8
     out = []
-    for label, aug in [("no augmentation", None), ("with study_policy", study_policy(seed=0))]:
+    cases = [
+        ("no augmentation", None),
+        ("with study_policy (per operation)", study_policy(seed=0)),
+        ("with light_policy (fused)", light_policy(seed=0)),
+    ]
+    for label, aug in cases:
         keras.utils.set_random_seed(0)
         model = build_classifier(backbone, num_classes=8, input_shape=(96, 96, 3),
                                  augmentation=aug)
@@ -203,12 +208,16 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
             f"| {bs} | {layer} | {impl} | {mode} | {fmt(ips) if ips else note} | {ratio} |"
         )
     if policy_rows:
-        lines += ["", "## The study's whole policy (tf.function, images/s)", "",
-                  "| implementation | images/s | first call (trace, s) | celltl / this |",
+        lines += ["", "## Whole policies (tf.function, images/s)", "",
+                  "Ratio: images/s over the first row of the group (keras-cv's "
+                  "pipeline of the study's operations; light_policy per operation).", "",
+                  "| implementation | images/s | first call (trace, s) | vs first of group |",
                   "|---|---:|---:|---:|"]
-        ours = policy_rows[0][1]
-        for impl, ips, first, note in policy_rows:
-            ratio = f"{ours / ips:.1f}x" if ips and ours else ""
+        firsts = {}
+        for impl, ips, first, note, group in policy_rows:
+            firsts.setdefault(group, ips)
+            ref = firsts[group]
+            ratio = f"{ips / ref:.1f}x" if ips and ref else ""
             lines.append(f"| {impl} | {fmt(ips) if ips else note} | {fmt(first, 1)} | {ratio} |")
     if train_rows:
         base = train_rows[0][1]
@@ -246,7 +255,7 @@ def main(argv=None):
                         help="model for the training-overhead row")
     parser.add_argument("--output", type=Path, default=None,
                         help="defaults to benchmarks/RESULTS.md (full run)")
-    parser.add_argument("--only", choices=["corruptions"],
+    parser.add_argument("--only", choices=["corruptions", "policy"],
                         help="run only this section (printed, RESULTS.md untouched "
                              "unless --output is given)")
     args = parser.parse_args(argv)
@@ -255,6 +264,13 @@ def main(argv=None):
     env = environment()
     log("environment:", env)
     corruption_bs = 32 if args.quick else 128
+    if args.only == "policy":
+        rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
+        text = render(env, [], rows, [], [], "python benchmarks/report.py --only policy")
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+        return 0
     if args.only == "corruptions":
         rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
         text = render(env, [], [], [], [], "python benchmarks/report.py --only corruptions",
