@@ -228,3 +228,15 @@ def test_mixed_precision():
         assert values.min() >= 0 and values.max() <= 255
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_inside_a_compiled_model_fit():
+    # model.fit compiles the step: tf.function on TensorFlow, jax.jit on JAX.
+    policy = celltl.light_policy(acquisition=False, seed=0)
+    model = keras.Sequential(
+        [keras.Input((16, 16, 3)), policy, keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = _smooth(8, size=16)
+    history = model.fit(x, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
