@@ -23,6 +23,7 @@ from celltl import (
     RandAugment,
     RandomAffine,
     RandomChoice,
+    FusedPipeline,
     Shear,
     acquisition_policy,
     light_policy,
@@ -100,6 +101,18 @@ LAYER_CASES = {
         ),
         identity=dict(layers_factory=_zero_layers, num=2),
         rgb=True,
+    ),
+    "FusedPipeline": dict(
+        cls=FusedPipeline,
+        kwargs=dict(
+            layers_factory=lambda: [
+                RandomApply(Shear(seed=3), rate=0.5, seed=5),
+                RandomChoice([GridMask(seed=1), Cutout(seed=2), ColorDegenerate(seed=4)], seed=6),
+            ],
+        ),
+        identity=dict(layers_factory=_zero_layers),
+        rgb=True,
+        own_seeds=True,
     ),
     "RandomHEDJitter": dict(
         cls=RandomHEDJitter,

@@ -596,8 +596,8 @@ def fuse(layers, name=None):
     Args:
         layers: a ``keras.layers.Pipeline``, a :class:`FusedPipeline` or a
             list of layers.
-        name: the layer's name; defaults to the pipeline's own, or
-            ``"fused_pipeline"``.
+        name: the layer's name, or None for the pipeline's own (or
+            ``"fused_pipeline"`` for a list). Defaults to ``None``.
 
     Returns:
         A :class:`FusedPipeline` over the same layer objects (they keep their
