@@ -277,8 +277,12 @@ def test_quick_profile_waits_past_warmup(train):
 def test_standard_profile_is_accepted_and_printed(train):
     args = train.parse_args(["--data", "x.npz", "--profile", "standard"])
     assert (args.backbone, args.image_size, args.weights, args.epochs) == (
-        "mobilenetv3_small", 96, "none", 60)
-    assert (args.max_train_images, args.patience, args.min_epochs) == (0, 8, 30)
+        "mobilenetv3_small", 96, "none", None)
+    assert args.train_images_budget == 200_000
+    assert (args.max_train_images, args.patience, args.min_epochs) == (0, 15, 40)
+    # --epochs overrides the budget.
+    fixed = train.parse_args(["--data", "x.npz", "--profile", "standard", "--epochs", "3"])
+    assert (fixed.epochs, fixed.train_images_budget) == (3, None)
     assert args.preparation == {"image_size": [96, 96], "crop": "none",
                                 "method": "auto", "dtype": "uint8"}
     r = _run(TRAIN, "--help")
