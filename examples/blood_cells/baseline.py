@@ -19,7 +19,6 @@ resolution, then prepared), printed in the same format and written to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

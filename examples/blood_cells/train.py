@@ -23,7 +23,6 @@ Profiles:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -419,7 +419,6 @@ class FusedPipeline(RandomLayer):
             if geo is not None:
                 total = geo if total is None else np_.matmul(geo, total)
         interpolation, fill_mode, fill_value = self._fill_key
-        grid = None
         if total is not None:
 
             def resample(images, matrix):

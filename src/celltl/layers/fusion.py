@@ -185,7 +185,6 @@ class _ShearGeometry(_CelltlGeometry):
     def matrix(self, draws, height, width, xp):
         sx, sy = draws["shear_x"], draws["shear_y"]
         one = xp.numpy.ones_like(sx)
-        zero = xp.numpy.zeros_like(sx)
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
         return _rows([[one, sx, -sx * cy], [sy, one, -sy * cx]], xp)
 
@@ -365,7 +364,6 @@ class _AugMixAdapter(Adapter):
         np_ = xp.numpy
         width = draws["width"]
         batch = xp.shape(draws["a"])[0]
-        n = xp.shape(index)[0]
         rows = np_.reshape(
             np_.arange(width, dtype="int32")[:, None] * batch + index[None, :], (-1,)
         )
@@ -377,7 +375,6 @@ class _AugMixAdapter(Adapter):
                     "ops": [a.gather(d, rows, xp) for a, d in zip(self.operations, step["ops"])],
                 }
             )
-        del n
         return {
             "steps": steps,
             "g": np_.take(draws["g"], index, axis=1),
