@@ -141,12 +141,7 @@ def run(args):
     probs = model.predict(x[te], batch_size=args.batch_size,
                           verbose=args.verbose)
     metrics = report.classification_metrics(y[te], probs, names)
-    print(f"  accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}"
-          f"   (chance {1 / len(names):.3f})")
-    print("  class          precision  recall  support")
-    for name, row in metrics["per_class"].items():
-        print(f"  {name:14s} {row['precision']:9.3f} {row['recall']:7.3f} "
-              f"{row['support']:8d}")
+    report.print_metrics(metrics, names)
 
     robustness = None
     if args.robustness_images:

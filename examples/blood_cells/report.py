@@ -55,6 +55,16 @@ def classification_metrics(y_true, probs, class_names) -> dict:
 CHANCE_MARGIN, CHANCE_MARGIN_CAP, ONE_CLASS_SHARE = 0.5, 0.1, 0.9
 
 
+def print_metrics(metrics, class_names) -> None:
+    """Step 8's lines: accuracy, macro-F1 and the per-class table."""
+    print(f"  accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}"
+          f"   (chance {1 / len(class_names):.3f})")
+    print("  class          precision  recall  support")
+    for name, row in metrics["per_class"].items():
+        print(f"  {name:14s} {row['precision']:9.3f} {row['recall']:7.3f} "
+              f"{row['support']:8d}")
+
+
 def chance_check(metrics, class_names) -> dict:
     """Whether a model is no better than chance, from
     :func:`classification_metrics`' output.

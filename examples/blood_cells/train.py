@@ -723,12 +723,7 @@ def run(args):
     report.save_training_curves(history, lengths, phases,
                                 out_dir / "training_curves.png",
                                 f"{tag}{args.backbone} on {source}")
-    print(f"  accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}"
-          f"   (chance {1 / len(names):.3f})")
-    print("  class          precision  recall  support")
-    for name, row in metrics["per_class"].items():
-        print(f"  {name:14s} {row['precision']:9.3f} {row['recall']:7.3f} "
-              f"{row['support']:8d}")
+    report.print_metrics(metrics, names)
     warning = None
     if chance["at_chance"]:
         warning = report.chance_warning(chance, [

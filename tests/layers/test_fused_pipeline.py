@@ -140,6 +140,8 @@ def test_augmix_mixes_fused_chains():
     fused, chain = _both(layers, x)
     inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
     assert inner.mean() < 2.0, inner.mean()
+    # ...and AugMix did change the images (an identity would also agree).
+    assert np.abs(chain - x).mean() > 1.0 and np.abs(fused - x).mean() > 1.0
 
 
 @pytest.mark.parametrize("make", ["study", "light", "acquisition", "randaugment"])

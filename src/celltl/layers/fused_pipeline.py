@@ -312,12 +312,12 @@ class FusedPipeline(RandomLayer):
                 segment.append(rest)
             if not stops:
                 continue
-            x = self._segment(x, segment)
+            x = self._fused(x, segment)
             segment = []
             for adapter, draws, active in stops:
                 out = xp.cast(self._barrier(adapter, x, draws, fused=True), x.dtype)
                 x = out if active is None else xp.numpy.where(active[:, None, None, None], out, x)
-        return self._segment(x, segment) if segment else x
+        return self._fused(x, segment) if segment else x
 
     def _barrier(self, adapter, x, draws, fused):
         if adapter.kind == MIX:
@@ -347,10 +347,6 @@ class FusedPipeline(RandomLayer):
         mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
         m = xp.cast(draws["a"] / (draws["a"] + draws["b"]), x.dtype)[:, None, None, None]
         return layer._clip(x * m + mixed * (1 - m))
-
-    def _segment(self, x, positions):
-        """One fused pass (geometry once, then each position's families)."""
-        return self._fused(x, positions)
 
     def _kernel(self, name, fn, x, payload):
         """``fn(x, payload)`` as an XLA kernel inside TensorFlow graphs.
@@ -411,10 +407,8 @@ class FusedPipeline(RandomLayer):
                 if adapter.kind != GEOMETRY:
                     continue
                 m = adapter.matrix(draws, height, width, xp)
-                if active is not None:
+                if active is not None:  # items of a position are exclusive
                     m = np_.where(active[:, None, None], m, eye if geo is None else geo)
-                elif geo is not None:  # pragma: no cover - exclusive items
-                    m = np_.matmul(geo, m)
                 geo = m
             if geo is not None:
                 total = geo if total is None else np_.matmul(geo, total)
