@@ -144,6 +144,35 @@ def test_augmix_mixes_fused_chains():
     assert np.abs(chain - x).mean() > 1.0 and np.abs(fused - x).mean() > 1.0
 
 
+def _partial_augmix_layers():
+    return [
+        Shear(x_factor=0.1, y_factor=0.1, seed=1),
+        RandomApply(AugMix(severity=0.3, seed=2), rate=0.5, seed=3),
+        RandomApply(keras.layers.AutoContrast(value_range=(0, 255)), rate=0.5, seed=4),
+        RandomApply(keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=5), 0.5, seed=6),
+    ]
+
+
+def test_images_that_drew_augmix_take_their_own_path_with_the_same_draws():
+    # Only some images drew AugMix: they run it as a sub-batch (TensorFlow),
+    # the others one pass; for the same draws both equal the chain.
+    x = _smooth(12)
+    fused, chain = _both(_partial_augmix_layers(), x)
+    inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
+    assert inner.mean() < 2.0, inner.mean()
+
+
+def test_augmix_drawn_when_it_runs_keeps_the_rate():
+    # In ``augment`` AugMix draws for the images that drew it only: about
+    # half the images change, the others are returned exactly.
+    x = _smooth(64, size=16, seed=3)
+    policy = FusedPipeline([RandomApply(AugMix(severity=0.5, seed=1), rate=0.5, seed=2)])
+    out = np.asarray(policy(x, training=True))
+    changed = np.abs(out - x).reshape(64, -1).max(axis=1) > 0
+    assert 16 <= changed.sum() <= 48, changed.sum()
+    np.testing.assert_array_equal(out[~changed], x[~changed])
+
+
 @pytest.mark.parametrize("make", ["study", "light", "acquisition", "randaugment"])
 def test_policies_run_fused_in_range(make):
     x = _smooth(8, size=32)
@@ -205,6 +234,23 @@ def test_tf_function_fused_equals_chain():
 
     fused, chain = both(x)
     np.testing.assert_allclose(np.asarray(fused), np.asarray(chain), atol=2e-3)
+
+
+@TF_ONLY
+def test_tf_function_routing_equals_chain():
+    import tensorflow as tf
+
+    policy = FusedPipeline(_partial_augmix_layers())
+    x = tf.constant(_smooth(12))
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
+
+    fused, chain = both(x)
+    inner = np.abs(np.asarray(fused) - np.asarray(chain))[:, 6:-6, 6:-6]
+    assert inner.mean() < 2.0, inner.mean()
 
 
 @TF_ONLY

@@ -190,7 +190,9 @@ class FusedPipeline(RandomLayer):
                 images = self.backend.cast(layer(images, training=True), self.compute_dtype)
             return images
         with borrowed_backends(self._nested, self.backend):
-            positions = self.sample(images)
+            # AugMix draws when it runs, for the images that drew it only
+            # (its draws do not depend on being drawn).
+            positions = self._flatten(self._program, images, None, lazy=True)
             return self._run(images, positions)
 
     def sample(self, images):
@@ -219,33 +221,34 @@ class FusedPipeline(RandomLayer):
             return self._run(images, positions)
 
     # -- sampling ----------------------------------------------------------------
-    def _flatten(self, node, images, active):
+    def _flatten(self, node, images, active, lazy=False):
         xp = self.backend
         kind = node[0]
         if kind == "leaf":
             adapter = node[1]
-            draws = None if adapter.kind == OPAQUE else adapter.sample(images, xp)
+            skip = adapter.kind == OPAQUE or (lazy and adapter.kind == MIX)
+            draws = None if skip else adapter.sample(images, xp)
             return [[(adapter, draws, active)]]
         if kind == "seq":
             out = []
             for sub in node[1]:
-                out += self._flatten(sub, images, active)
+                out += self._flatten(sub, images, active, lazy)
             return out
         if kind == "apply":
             layer = node[1]
             if layer.rate == 0.0:
                 return []
             if layer.rate == 1.0:
-                return self._flatten(node[2], images, active)
+                return self._flatten(node[2], images, active, lazy)
             batch = xp.shape(images)[0]
             draw = xp.random.uniform((batch,), dtype="float32", seed=layer._seed())
-            return self._flatten(node[2], images, _and(active, draw < layer.rate, xp))
+            return self._flatten(node[2], images, _and(active, draw < layer.rate, xp), lazy)
         layer, branches = node[1], node[2]
         order = layer._draw_order(xp.shape(images)[0])
         out = []
         for position in range(layer.num):
             parts = [
-                self._flatten(sub, images, _and(active, order[:, position] == i, xp))
+                self._flatten(sub, images, _and(active, order[:, position] == i, xp), lazy)
                 for i, sub in enumerate(branches)
             ]
             depth = max(len(p) for p in parts)
@@ -275,27 +278,22 @@ class FusedPipeline(RandomLayer):
         # the others) and the split results replace theirs.
         fast = self._split(images, positions, barriers=False)
         slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
-        index = tf.cast(tf.where(slow)[:, 0], "int32")
-        n = tf.shape(index)[0]
-        log2 = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), "float32")) / math.log(2.0))
-        size = tf.where(
-            n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
-        )
-        padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
-        sub = tf.gather(images, padded)
-        sub_positions = [
-            [
-                (
-                    adapter,
-                    adapter.gather(draws, padded, xp),
-                    None if active is None else tf.gather(active, padded),
-                )
-                for adapter, draws, active in position
+
+        def split(sub, rows):
+            sub_positions = [
+                [
+                    (
+                        adapter,
+                        adapter.gather(draws, rows, xp),
+                        None if active is None else tf.gather(active, rows),
+                    )
+                    for adapter, draws, active in position
+                ]
+                for position in positions
             ]
-            for position in positions
-        ]
-        out = self._split(sub, sub_positions, barriers=True)[:n]
-        return tf.tensor_scatter_nd_update(fast, index[:, None], tf.cast(out, fast.dtype))
+            return self._split(sub, sub_positions, barriers=True)
+
+        return _on_rows(images, slow, split, into=fast)
 
     def _split(self, images, positions, barriers):
         """Fused segments between the operations that need the image as it
@@ -315,6 +313,13 @@ class FusedPipeline(RandomLayer):
             x = self._fused(x, segment)
             segment = []
             for adapter, draws, active in stops:
+                if active is not None and xp.name == "tensorflow" and not in_xla_context():
+                    # Only the images that drew it (a padded sub-batch).
+                    def barrier(sub, rows, adapter=adapter, draws=draws):
+                        return self._barrier(adapter, sub, adapter.gather(draws, rows, xp), True)
+
+                    x = _on_rows(x, active, barrier)
+                    continue
                 out = xp.cast(self._barrier(adapter, x, draws, fused=True), x.dtype)
                 x = out if active is None else xp.numpy.where(active[:, None, None, None], out, x)
         return self._fused(x, segment) if segment else x
@@ -331,6 +336,8 @@ class FusedPipeline(RandomLayer):
         xp = self.backend
         np_ = xp.numpy
         layer = adapter.layer
+        if draws is None:
+            draws = adapter.sample(x, xp)
         width = draws["width"]
         chains = np_.concatenate([x] * width, axis=0)
         program = [
@@ -424,22 +431,91 @@ class FusedPipeline(RandomLayer):
                 return self._clip_range(out)
 
             x = self._kernel("resample", resample, x, total)
+        sparse = xp.name == "tensorflow" and not in_xla_context()
         for k, position in enumerate(positions):
             items = [i for i in position if i[0].kind != GEOMETRY and not i[0].identity]
             if not items:
                 continue
+            stats, sharp = None, []
+            if sparse:
+                # Statistics and the blur only for the images that drew an
+                # operation needing them (a gathered sub-batch, plain
+                # TensorFlow: its size varies); the pointwise rest and the
+                # masks in one XLA kernel over the batch.
+                stats = self._sparse_stats(x, [i for i in items if i[0].stats])
+                sharp = [i for i in items if i[0].family == "sharpness"]
+                items = [i for i in items if i[0].family != "sharpness"]
+            before = x
+            if items:
 
-            def run_position(images, payload):
-                items_, suffix_ = payload
-                return self._position(
-                    images, items_, suffix_, interpolation, height, width, xp.shape(images)[0]
-                )
+                def run_position(images, payload):
+                    items_, suffix_, stats_ = payload
+                    return self._position(
+                        images, items_, suffix_, interpolation, height, width,
+                        xp.shape(images)[0], stats_,
+                    )
 
-            x = self._kernel("position", run_position, x, (items, suffix[k]))
+                x = self._kernel("position", run_position, x, (items, suffix[k], stats))
+            if sharp:
+                x = self._sparse_sharpen(before, x, sharp)
         return x
 
-    def _position(self, x, position, suffix, interpolation, height, width, batch):
-        """One position's pixel operations and masks, one pass per family."""
+    @staticmethod
+    def _rows(actives):
+        """int32 indices of the images active in any of ``actives`` (None:
+        every image), or None for every image."""
+        import tensorflow as tf
+
+        if any(a is None for a in actives):
+            return None
+        drawn = tf.reduce_any(tf.stack(actives, axis=0), axis=0)
+        return tf.cast(tf.where(drawn)[:, 0], "int32")
+
+    def _sparse_stats(self, x, items):
+        """The per-image statistics ``items`` need, computed on the images
+        that drew them only (zeros for the others, which do not use them)."""
+        import tensorflow as tf
+
+        needs = {n for adapter, _, _ in items for n in adapter.stats}
+        if not needs:
+            return None
+        rows = self._rows([active for _, _, active in items])
+        sub = tf.cast(x if rows is None else tf.gather(x, rows), "float32")
+        stats = {}
+        if "mean" in needs:
+            stats["mean"] = tf.reduce_mean(sub, axis=(1, 2))
+        if "minmax" in needs:
+            stats["min"] = tf.reduce_min(sub, axis=(1, 2))
+            stats["max"] = tf.reduce_max(sub, axis=(1, 2))
+        if rows is not None:
+            shape = tf.stack([tf.shape(x)[0], tf.shape(x)[3]])
+            stats = {k: tf.scatter_nd(rows[:, None], v, shape) for k, v in stats.items()}
+        return stats
+
+    def _sparse_sharpen(self, before, x, items):
+        """The sharpness blend of the images that drew it, from the
+        position's input ``before``, written into ``x`` (the position's
+        output, in which those images are unchanged: items are exclusive)."""
+        import tensorflow as tf
+
+        xp = self.backend
+        rows = self._rows([active for _, _, active in items])
+        batch = tf.shape(before)[0]
+        c = tf.zeros((batch,), "float32")
+        for adapter, draws, active in items:
+            blend = tf.cast(adapter.blend(draws, xp), "float32")
+            c = blend if active is None else tf.where(active, blend, c)
+        sub = before if rows is None else tf.gather(before, rows)
+        c = tf.cast(c if rows is None else tf.gather(c, rows), sub.dtype)[:, None, None, None]
+        out = self._clip_range(sub + c * (_blur3(sub, xp) - sub))
+        if rows is None:
+            return out
+        return tf.tensor_scatter_nd_update(x, rows[:, None], tf.cast(out, x.dtype))
+
+    def _position(self, x, position, suffix, interpolation, height, width, batch, stats=None):
+        """One position's pixel operations and masks, one pass per family
+        (``stats``: the statistics the affine family needs, when computed
+        beforehand)."""
         xp = self.backend
         np_ = xp.numpy
 
@@ -454,10 +530,10 @@ class FusedPipeline(RandomLayer):
         if affine:
             needs = {n for a, _, _ in affine for n in a.stats}
             xf = xp.cast(x, "float32")
-            stats = {}
-            if "mean" in needs:
+            stats = dict(stats or {})
+            if "mean" in needs and "mean" not in stats:
                 stats["mean"] = np_.mean(xf, axis=(1, 2))
-            if "minmax" in needs:
+            if "minmax" in needs and "min" not in stats:
                 stats["min"] = np_.min(xf, axis=(1, 2))
                 stats["max"] = np_.max(xf, axis=(1, 2))
             a_mat = np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
@@ -556,6 +632,33 @@ class FusedPipeline(RandomLayer):
         config = dict(config)
         config["layers"] = [keras.saving.deserialize_keras_object(c) for c in config["layers"]]
         return cls(**config)
+
+
+def _on_rows(x, active, fn, into=None):
+    """``fn(sub, rows)`` on the images of ``x`` where ``active`` (TensorFlow
+    graphs and eager), written into ``into`` (default ``x``).
+
+    ``sub`` is those images padded (with copies of image 0) to a power of two
+    up to :data:`BUCKET` and to a multiple of it above, so that the XLA
+    kernels ``fn`` runs see a few shapes only; ``rows`` are their int32
+    indices. Nothing runs when no image is active.
+    """
+    import tensorflow as tf
+
+    into = x if into is None else into
+    index = tf.cast(tf.where(active)[:, 0], "int32")
+    n = tf.shape(index)[0]
+
+    def run():
+        log2 = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), "float32")) / math.log(2.0))
+        size = tf.where(
+            n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
+        )
+        padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
+        out = fn(tf.gather(x, padded), padded)[:n]
+        return tf.tensor_scatter_nd_update(into, index[:, None], tf.cast(out, into.dtype))
+
+    return tf.cond(n > 0, run, lambda: tf.identity(into))
 
 
 def _build(layer, input_shape):

@@ -59,6 +59,18 @@ def _eye(batch, xp):
     return np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
 
 
+def _take(value, index, axis, xp):
+    """``value``'s entries ``index`` (int32, non-negative) along ``axis``:
+    one ``tf.gather`` on TensorFlow (Keras' ``take`` adds ops for negative
+    indices, which the engine never passes; graphs of whole policies hold
+    hundreds of these)."""
+    if xp.name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(value, index, axis=axis)
+    return xp.numpy.take(value, index, axis=axis)
+
+
 def _rows(rows, xp):
     """``(B, 3, 3)`` from two rows of ``(B,)`` tensors (the third is 0 0 1)."""
     np_ = xp.numpy
@@ -110,7 +122,7 @@ class Adapter:
             if key == "input_shape" or value is None or len(getattr(value, "shape", ())) == 0:
                 out[key] = value
             else:
-                out[key] = xp.numpy.take(value, index, axis=0)
+                out[key] = _take(value, index, 0, xp)
         if "input_shape" in out:
             out["input_shape"] = xp.shape(out[next(k for k in out if k != "input_shape")])
         return out
@@ -361,6 +373,8 @@ class _AugMixAdapter(Adapter):
         return xp.random.gamma(shape, alpha=layer.alpha, seed=seed)
 
     def gather(self, draws, index, xp):
+        if draws is None:  # drawn when it runs
+            return None
         np_ = xp.numpy
         width = draws["width"]
         batch = xp.shape(draws["a"])[0]
@@ -371,15 +385,15 @@ class _AugMixAdapter(Adapter):
         for step in draws["steps"]:
             steps.append(
                 {
-                    "op": np_.take(step["op"], rows, axis=0),
+                    "op": _take(step["op"], rows, 0, xp),
                     "ops": [a.gather(d, rows, xp) for a, d in zip(self.operations, step["ops"])],
                 }
             )
         return {
             "steps": steps,
-            "g": np_.take(draws["g"], index, axis=1),
-            "a": np_.take(draws["a"], index, axis=0),
-            "b": np_.take(draws["b"], index, axis=0),
+            "g": _take(draws["g"], index, 1, xp),
+            "a": _take(draws["a"], index, 0, xp),
+            "b": _take(draws["b"], index, 0, xp),
             "width": width,
         }
 
