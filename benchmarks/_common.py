@@ -148,7 +148,7 @@ def study_policy_kerascv():
     )
 
 
-def study_policy_celltl(fused=False):
+def study_policy_celltl(fused=True):
     """celltl's study policy with the same operations as keras-cv's
     (``acquisition=False``: keras-cv has no acquisition shifts)."""
     import celltl
@@ -225,3 +225,13 @@ def images_per_second(fn, n_images, rounds=5, warmup=2):
         fn()
         times.append(time.perf_counter() - start)
     return n_images / statistics.median(times)
+
+
+#: (label, factory) of the peak-memory rows (``memory.py``).
+MEMORY_CASES = [
+    ("identity", identity),
+    ("keras-cv RandomAugmentationPipeline", study_policy_kerascv),
+    ("celltl study_policy, per operation", lambda: study_policy_celltl(False)),
+    ("celltl study_policy, fused", lambda: study_policy_celltl(True)),
+    ("celltl light_policy, fused", lambda: light_policy_celltl(True)),
+]

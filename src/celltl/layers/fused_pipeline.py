@@ -17,11 +17,16 @@ layer's own sampler, so the distributions are the unfused policy's), then:
   one XLA kernel with the resample; a mask is evaluated at the coordinates
   the geometry after it maps each pixel to, so it moves with the image as in
   the chain;
+- **statistics and filters only where drawn**: the per-image statistics
+  of auto-contrast and contrast and the 3x3 blur of sharpness are computed
+  on the images that drew them (a gathered sub-batch), not on the batch;
 - **only what must, apart**: operations that need the image as it stands
   (:class:`~celltl.AugMix`, whose chains are fused programs of their own, and
   any layer the engine does not know) split the chain. When only some images
   drew such an operation, those images (a sub-batch padded to a few sizes)
-  take the split path and the rest one fused pass.
+  take the split path and the rest one fused pass; each such operation runs
+  on the images that drew it only, and AugMix draws its chains there, for
+  those images (its draws do not depend on being drawn).
 
 ``study_policy``, ``light_policy`` and ``acquisition_policy`` return a
 ``FusedPipeline``; :func:`fuse` turns a user's ``keras.layers.Pipeline`` (or
