@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def measure(case, batch_size, warmup=6, calls=3):
+def measure(case, batch_size, warmup=6, calls=10):
     import tensorflow as tf
 
     sys.path.insert(0, str(HERE))

@@ -4,13 +4,16 @@ Usage::
 
     python benchmarks/report.py                       # full run, writes benchmarks/RESULTS.md
     python benchmarks/report.py --quick --output /tmp/r.md   # a short smoke pass
+    python benchmarks/report.py --only policy    # one section: policy, training, memory, corruptions
 
 Everything is measured in this one process, on the same batches: per-layer
 throughput of celltl against keras-cv and Keras core (``tf.function``,
 ``jit_compile=True`` where the layer supports XLA, and a ``tf.data``
 pipeline), the study's whole policy (keras-cv pipeline vs
-:func:`celltl.study_policy`), the augmentation share of a training step, and
-the class-balancing sampler against a plain shuffled pipeline. Each figure is
+:func:`celltl.study_policy`), the augmentation share of a training step (in the model
+and in ``tf.data``), the peak memory of one policy call (``memory.py``, each
+case in its own process), and the class-balancing sampler against a plain
+shuffled pipeline. Each figure is
 the median of several timed rounds after warm-up; ratios (celltl / baseline)
 are what the docs quote, absolute images/s only with the hardware printed
 above the tables.
@@ -44,7 +47,6 @@ from _common import (  # noqa: E402
     identity,
     images_per_second,
     POLICY_CASES,
-    study_policy_kerascv,
     tf_data_epoch,
 )
 
@@ -108,8 +110,13 @@ def measure_policy(bs, rounds, warmup=20):
     return out
 
 
-def measure_training_overhead(bs, steps, backbone):
-    """Step time of a classifier with and without on-device augmentation."""
+def measure_training_overhead(bs, steps, backbone, warmup=50):
+    """Step time of a classifier without augmentation, with it in the model
+    (``build_classifier(augmentation=...)``) and with it in ``tf.data``
+    (``ds.map``, as ``examples/blood_cells --augment-on data``):
+    ``(label, median, mean seconds per step)`` over ``steps`` steps after
+    ``warmup``, timed between the ends of consecutive batches in one
+    ``fit``."""
     import keras
     import tensorflow as tf
 
@@ -117,23 +124,64 @@ def measure_training_overhead(bs, steps, backbone):
 
     x = batch(bs, "uint8")
     y = np.arange(bs) % 8
-    out = []
     cases = [
-        ("no augmentation", None),
-        ("with study_policy (per operation)", study_policy(seed=0)),
-        ("with light_policy (fused)", light_policy(seed=0)),
+        ("no augmentation", None, "model"),
+        ("study_policy (per operation), in the model", lambda: study_policy(seed=0, fused=False), "model"),
+        ("study_policy (fused), in the model", lambda: study_policy(seed=0), "model"),
+        ("light_policy (fused), in the model", lambda: light_policy(seed=0), "model"),
+        ("study_policy (fused), in tf.data", lambda: study_policy(seed=0), "data"),
+        ("light_policy (fused), in tf.data", lambda: light_policy(seed=0), "data"),
     ]
-    for label, aug in cases:
+
+    class StepClock(keras.callbacks.Callback):
+        """The time at the end of every training batch."""
+
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    out = []
+    for label, factory, where in cases:
         keras.utils.set_random_seed(0)
+        aug = factory() if factory else None
         model = build_classifier(backbone, num_classes=8, input_shape=(96, 96, 3),
-                                 augmentation=aug)
+                                 augmentation=aug if where == "model" else None)
         model.compile(keras.optimizers.AdamW(1e-3), "sparse_categorical_crossentropy")
         ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # warm-up
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        out.append((label, (time.perf_counter() - start) / steps))
-        log(f"training step {label}: {out[-1][1] * 1000:.0f} ms")
+        if where == "data":
+            ds = ds.map(lambda a, b, aug=aug: (aug(a, training=True), b),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+        clock = StepClock()
+        model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[clock])
+        # The first steps compile (the train step, then one XLA kernel per
+        # sub-batch size the policy meets): the rows are the steps after.
+        times = np.diff(clock.ends)[warmup - 1:]
+        out.append((label, float(np.median(times)), float(np.mean(times))))
+        log(f"training step {label}: median {out[-1][1] * 1000:.0f} ms, "
+            f"mean {out[-1][2] * 1000:.0f} ms")
+    return out
+
+
+def measure_memory(bs):
+    """Peak memory of one policy call at batch ``bs``, each case in a fresh
+    process (``memory.py``): ``(label, peak bytes, batch bytes)``."""
+    import memory
+
+    from _common import MEMORY_CASES
+
+    out = []
+    for label, _ in MEMORY_CASES:
+        if "keras-cv" in label and not have_keras_cv():
+            continue
+        r = memory.peak_memory(label, bs)
+        out.append((label, r["peak_bytes"], r["batch_bytes"]))
+        log(f"memory {label}: {r['peak_bytes'] / 2**20:.0f} MiB "
+            f"({r['peak_bytes'] / r['batch_bytes']:.2f}x the batch)")
     return out
 
 
@@ -182,7 +230,8 @@ def fmt(v, digits=0):
 
 
 def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
-           corruption_rows=(), corruption_batch=128):
+           corruption_rows=(), corruption_batch=128, memory_rows=(), memory_batch=512,
+           train_batch=32, backbone="efficientnetv2_b0", train_warmup=50):
     lines = ["# celltl benchmark results", ""]
     lines += [f"Command: `{command}`", ""]
     lines += ["| setting | value |", "|---|---|"]
@@ -220,12 +269,27 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
             ratio = f"{ips / ref:.1f}x" if ips and ref else ""
             lines.append(f"| {impl} | {fmt(ips) if ips else note} | {fmt(first, 1)} | {ratio} |")
     if train_rows:
-        base = train_rows[0][1]
-        lines += ["", "## Augmentation share of a training step", "",
-                  "| model | step time (ms) | augmentation share |", "|---|---:|---:|"]
-        for label, t in train_rows:
-            share = f"{(t - base) / t:.0%}" if t != base else "0%"
-            lines.append(f"| {label} | {t * 1000:,.0f} | {share} |")
+        lines += ["", f"## Augmentation share of a training step ({backbone}, batch "
+                  f"{train_batch}, fit)", "",
+                  "Step times between the ends of consecutive batches in one `fit`, after "
+                  f"{train_warmup} warm-up steps (they compile the step and the policy's kernels); "
+                  "share: (step - step without augmentation) / step.", "",
+                  "| augmentation | median step (ms) | mean step (ms) | share (median) "
+                  "| share (mean) |", "|---|---:|---:|---:|---:|"]
+        base_median, base_mean = train_rows[0][1], train_rows[0][2]
+        for label, median, mean in train_rows:
+            lines.append(f"| {label} | {median * 1000:,.0f} | {mean * 1000:,.0f} | "
+                         f"{(median - base_median) / median:.0%} | "
+                         f"{(mean - base_mean) / mean:.0%} |")
+    if memory_rows:
+        lines += ["", f"## Peak memory of one policy call (batch {memory_batch}, 96x96x3 "
+                  "float32, tf.function)", "",
+                  "Peak of TensorFlow's CPU allocator during the call above what it held "
+                  "before (the input batch), each case in its own process "
+                  "(`benchmarks/memory.py`).", "",
+                  "| implementation | peak (MiB) | x the batch's size |", "|---|---:|---:|"]
+        for label, peak, size in memory_rows:
+            lines.append(f"| {label} | {peak / 2**20:,.0f} | {peak / size:.2f} |")
     if sampler_rows:
         lines += ["", "## Balanced sampler (batches of 128 x 96x96x3 uint8, batches/s)", "",
                   "| pipeline | batches/s |", "|---|---:|"]
@@ -255,7 +319,7 @@ def main(argv=None):
                         help="model for the training-overhead row")
     parser.add_argument("--output", type=Path, default=None,
                         help="defaults to benchmarks/RESULTS.md (full run)")
-    parser.add_argument("--only", choices=["corruptions", "policy"],
+    parser.add_argument("--only", choices=["corruptions", "policy", "training", "memory"],
                         help="run only this section (printed, RESULTS.md untouched "
                              "unless --output is given)")
     args = parser.parse_args(argv)
@@ -271,6 +335,24 @@ def main(argv=None):
         if args.output:
             args.output.write_text(text)
         return 0
+    if args.only == "training":
+        warm = 5 if args.quick else 50
+        rows = measure_training_overhead(32, 5 if args.quick else 30, args.backbone, warm)
+        text = render(env, [], [], rows, [], "python benchmarks/report.py --only training",
+                      backbone=args.backbone, train_warmup=warm)
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+        return 0
+    if args.only == "memory":
+        memory_bs = 64 if args.quick else 512
+        rows = measure_memory(memory_bs)
+        text = render(env, [], [], [], [], "python benchmarks/report.py --only memory",
+                      memory_rows=rows, memory_batch=memory_bs)
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+        return 0
     if args.only == "corruptions":
         rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
         text = render(env, [], [], [], [], "python benchmarks/report.py --only corruptions",
@@ -281,12 +363,15 @@ def main(argv=None):
         return 0
     layer_rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
     policy_rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
-    train_rows = [] if args.quick else measure_training_overhead(32, 5, args.backbone)
+    train_rows = [] if args.quick else measure_training_overhead(32, 30, args.backbone)
     sampler_rows = measure_sampler(rounds)
     command = "python benchmarks/report.py" + (" --quick" if args.quick else "")
     corruption_rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
+    memory_bs = 64 if args.quick else 512
+    memory_rows = measure_memory(memory_bs)
     text = render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
-                  corruption_rows, corruption_bs)
+                  corruption_rows, corruption_bs, memory_rows, memory_bs,
+                  backbone=args.backbone)
     output = args.output or HERE / "RESULTS.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

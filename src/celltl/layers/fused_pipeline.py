@@ -51,7 +51,7 @@ import keras
 from celltl._checks import check_bool, check_layers
 from celltl._compat import borrowed_backends, in_xla_context
 from celltl.layers.base import XLA_KERNELS, RandomLayer
-from celltl.layers.fusion import GEOMETRY, MASK, MIX, OPAQUE, PIXEL, Adapter, adapter_for
+from celltl.layers.fusion import GEOMETRY, MASK, MIX, OPAQUE, PIXEL, Adapter, _take, adapter_for
 
 __all__ = ["FusedPipeline", "fuse"]
 
@@ -282,7 +282,11 @@ class FusedPipeline(RandomLayer):
         # the split path; all take the one-pass path (cheaper than gathering
         # the others) and the split results replace theirs.
         fast = self._split(images, positions, barriers=False)
-        slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
+        # The split path starts when the one-pass path is done: run side by
+        # side, both paths' intermediates would be alive at once (the peak
+        # memory grows with the executor's inter-op threads).
+        with tf.control_dependencies([fast]):
+            slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
 
         def split(sub, rows):
             sub_positions = [
@@ -337,26 +341,35 @@ class FusedPipeline(RandomLayer):
         return adapter.apply(x, draws, self.backend)
 
     def _mix(self, adapter, x, draws, fused):
-        """AugMix: its ``width`` chains as one fused program, then the mix."""
+        """AugMix: each of its ``width`` chains as one fused program, summed
+        into the mix as it comes (one chain's images alive at a time)."""
         xp = self.backend
         np_ = xp.numpy
         layer = adapter.layer
         if draws is None:
             draws = adapter.sample(x, xp)
         width = draws["width"]
-        chains = np_.concatenate([x] * width, axis=0)
-        program = [
-            [(op, step["ops"][i], step["op"] == i) for i, op in enumerate(adapter.operations)]
-            for step in draws["steps"]
-        ]
-        if fused:
-            chains = self._split(chains, program, barriers=True)
-        else:
-            chains = self._reference(chains, program)
-        chains = np_.reshape(chains, (width, -1, *x.shape[1:]))
+        batch = xp.shape(x)[0]
         g = draws["g"]
         weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), x.dtype)
-        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
+        mixed = None
+        for j in range(width):
+            # The draws are laid out chain by chain: chain j's are rows
+            # j * batch to (j + 1) * batch.
+            rows = np_.arange(batch, dtype="int32") + j * batch
+            program = [
+                [
+                    (op, op.gather(step["ops"][i], rows, xp), _take(step["op"], rows, 0, xp) == i)
+                    for i, op in enumerate(adapter.operations)
+                ]
+                for step in draws["steps"]
+            ]
+            if fused:
+                chain = self._split(x, program, barriers=True)
+            else:
+                chain = self._reference(x, program)
+            term = chain * weights[j][:, None, None, None]
+            mixed = term if mixed is None else mixed + term
         m = xp.cast(draws["a"] / (draws["a"] + draws["b"]), x.dtype)[:, None, None, None]
         return layer._clip(x * m + mixed * (1 - m))
 
