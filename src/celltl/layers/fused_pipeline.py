@@ -673,10 +673,15 @@ def _on_rows(x, active, fn, into=None):
             n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
         )
         padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
-        out = fn(tf.gather(x, padded), padded)[:n]
-        return tf.tensor_scatter_nd_update(into, index[:, None], tf.cast(out, into.dtype))
+        return tf.cast(fn(tf.gather(x, padded), padded)[:n], into.dtype)
 
-    return tf.cond(n > 0, run, lambda: tf.identity(into))
+    def nothing():
+        return tf.zeros(tf.concat([[0], tf.shape(into)[1:]], 0), into.dtype)
+
+    out = tf.cond(n > 0, run, nothing)
+    # The update outside the cond, so that it can write into ``into``'s
+    # buffer (inside, the cond's caller still holds it: a copy of the batch).
+    return tf.tensor_scatter_nd_update(into, index[:, None], out)
 
 
 def _build(layer, input_shape):
