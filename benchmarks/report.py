@@ -311,6 +311,14 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
     return "\n".join(lines) + "\n"
 
 
+def _single(text, output):
+    """One section (``--only``): printed, and written to ``output`` if given."""
+    print(text)
+    if output is not None:
+        output.write_text(text)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 rounds, no training row")
@@ -331,36 +339,24 @@ def main(argv=None):
     if args.only == "policy":
         rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
         text = render(env, [], rows, [], [], "python benchmarks/report.py --only policy")
-        print(text)
-        if args.output:
-            args.output.write_text(text)
-        return 0
+        return _single(text, args.output)
     if args.only == "training":
         warm = 5 if args.quick else 50
         rows = measure_training_overhead(32, 5 if args.quick else 30, args.backbone, warm)
         text = render(env, [], [], rows, [], "python benchmarks/report.py --only training",
                       backbone=args.backbone, train_warmup=warm)
-        print(text)
-        if args.output:
-            args.output.write_text(text)
-        return 0
+        return _single(text, args.output)
     if args.only == "memory":
         memory_bs = 64 if args.quick else 512
         rows = measure_memory(memory_bs)
         text = render(env, [], [], [], [], "python benchmarks/report.py --only memory",
                       memory_rows=rows, memory_batch=memory_bs)
-        print(text)
-        if args.output:
-            args.output.write_text(text)
-        return 0
+        return _single(text, args.output)
     if args.only == "corruptions":
         rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
         text = render(env, [], [], [], [], "python benchmarks/report.py --only corruptions",
                       rows, corruption_bs)
-        if args.output is not None:
-            args.output.write_text(text)
-        print(text)
-        return 0
+        return _single(text, args.output)
     layer_rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
     policy_rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
     train_rows = [] if args.quick else measure_training_overhead(32, 30, args.backbone)
