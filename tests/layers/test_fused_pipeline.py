@@ -254,6 +254,35 @@ def test_tf_function_routing_equals_chain():
 
 
 @TF_ONLY
+def test_an_operation_every_image_takes_runs_once_on_the_batch():
+    # An unknown layer every image takes (after AugMix, which only some
+    # images drew) cuts the program: it runs once, on the whole batch, not
+    # again on the images that took AugMix's split path.
+    import tensorflow as tf
+
+    sizes = []
+
+    def invert(t):
+        sizes.append(t.shape[0])
+        return 255.0 - t
+
+    layers = _partial_augmix_layers() + [keras.layers.Lambda(invert)]
+    policy = FusedPipeline(layers)
+    x = tf.constant(_smooth(12))
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
+
+    fused, chain = both(x)
+    inner = np.abs(np.asarray(fused) - np.asarray(chain))[:, 6:-6, 6:-6]
+    assert inner.mean() < 2.0, inner.mean()
+    assert sizes == [12, 12], sizes  # the fused path once, the chain once
+    assert np.abs(np.asarray(fused) - (255.0 - x.numpy())).mean() > 1.0
+
+
+@TF_ONLY
 def test_in_tf_data_with_routing():
     import tensorflow as tf
 

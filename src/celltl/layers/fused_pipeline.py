@@ -267,6 +267,35 @@ class FusedPipeline(RandomLayer):
         return adapter.kind == GEOMETRY and adapter.fill_key not in (None, self._fill_key)
 
     def _run(self, images, positions):
+        """The program on ``images``: operations every image takes that need
+        the image as it stands (a corruption layer at the end of the chain,
+        say) cut it into pieces, run one after another; each piece runs
+        with :meth:`_piece` (so an image that takes the split path of one
+        piece does not repeat another piece's work)."""
+        xp = self.backend
+        if xp.name != "tensorflow" or in_xla_context():
+            return self._split(images, positions, barriers=True)
+        x = images
+        piece = []
+        for position in positions:
+            stops = [i for i in position if self._is_barrier(i[0]) and i[2] is None]
+            if not stops:
+                piece.append(position)
+                continue
+            rest = [i for i in position if not any(i is stop for stop in stops)]
+            if rest:
+                piece.append(rest)
+            if piece:
+                x = self._piece(x, piece)
+            piece = []
+            for adapter, draws, _ in stops:
+                x = xp.cast(self._barrier(adapter, x, draws, fused=True), x.dtype)
+        return self._piece(x, piece) if piece else x
+
+    def _piece(self, images, positions):
+        """Positions without an operation every image takes that needs the
+        image as it stands: one pass for all images, and the split path for
+        the images that drew such an operation."""
         xp = self.backend
         conditional = [
             active
