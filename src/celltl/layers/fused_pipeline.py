@@ -309,13 +309,12 @@ class FusedPipeline(RandomLayer):
 
         # Images that drew an operation needing the image as it stands take
         # the split path; all take the one-pass path (cheaper than gathering
-        # the others) and the split results replace theirs.
-        fast = self._split(images, positions, barriers=False)
-        # The split path starts when the one-pass path is done: run side by
-        # side, both paths' intermediates would be alive at once (the peak
-        # memory grows with the executor's inter-op threads).
-        with tf.control_dependencies([fast]):
-            slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
+        # the others) and the split results replace theirs. The split path
+        # runs first, and the one-pass path once it is done: side by side,
+        # both paths' intermediates would be alive at once, and after it the
+        # one-pass output would be (the peak memory would grow with the
+        # executor's inter-op threads, and by a batch).
+        slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
 
         def split(sub, rows):
             sub_positions = [
@@ -331,7 +330,11 @@ class FusedPipeline(RandomLayer):
             ]
             return self._split(sub, sub_positions, barriers=True)
 
-        return _on_rows(images, slow, split, into=fast)
+        index, out = _rows_result(images, slow, split)
+        with tf.control_dependencies([out]):
+            images = tf.identity(images)
+        fast = self._split(images, positions, barriers=False)
+        return tf.tensor_scatter_nd_update(fast, index[:, None], tf.cast(out, fast.dtype))
 
     def _split(self, images, positions, barriers):
         """Fused segments between the operations that need the image as it
@@ -681,9 +684,18 @@ class FusedPipeline(RandomLayer):
         return cls(**config)
 
 
-def _on_rows(x, active, fn, into=None):
+def _on_rows(x, active, fn):
     """``fn(sub, rows)`` on the images of ``x`` where ``active`` (TensorFlow
-    graphs and eager), written into ``into`` (default ``x``).
+    graphs and eager), written into ``x`` (see :func:`_rows_result`)."""
+    import tensorflow as tf
+
+    index, out = _rows_result(x, active, fn)
+    return tf.tensor_scatter_nd_update(x, index[:, None], tf.cast(out, x.dtype))
+
+
+def _rows_result(x, active, fn):
+    """``(rows, fn(sub, rows))`` for the images of ``x`` where ``active``
+    (TensorFlow graphs and eager): their int32 indices and results.
 
     ``sub`` is those images padded (with copies of image 0) to a power of two
     up to :data:`BUCKET` and to a multiple of it above, so that the XLA
@@ -692,7 +704,6 @@ def _on_rows(x, active, fn, into=None):
     """
     import tensorflow as tf
 
-    into = x if into is None else into
     index = tf.cast(tf.where(active)[:, 0], "int32")
     n = tf.shape(index)[0]
 
@@ -702,15 +713,12 @@ def _on_rows(x, active, fn, into=None):
             n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
         )
         padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
-        return tf.cast(fn(tf.gather(x, padded), padded)[:n], into.dtype)
+        return tf.cast(fn(tf.gather(x, padded), padded)[:n], x.dtype)
 
     def nothing():
-        return tf.zeros(tf.concat([[0], tf.shape(into)[1:]], 0), into.dtype)
+        return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
-    out = tf.cond(n > 0, run, nothing)
-    # The update outside the cond, so that it can write into ``into``'s
-    # buffer (inside, the cond's caller still holds it: a copy of the batch).
-    return tf.tensor_scatter_nd_update(into, index[:, None], out)
+    return index, tf.cond(n > 0, run, nothing)
 
 
 def _build(layer, input_shape):
