@@ -110,13 +110,17 @@ def measure_policy(bs, rounds, warmup=20):
     return out
 
 
-def measure_training_overhead(bs, steps, backbone, warmup=50):
+def measure_training_overhead(bs, steps, backbone, warmup=50, rounds=3):
     """Step time of a classifier without augmentation, with it in the model
     (``build_classifier(augmentation=...)``) and with it in ``tf.data``
     (``ds.map``, as ``examples/blood_cells --augment-on data``):
     ``(label, median, mean seconds per step)`` over ``steps`` steps after
-    ``warmup``, timed between the ends of consecutive batches in one
-    ``fit``."""
+    ``warmup``, timed between the ends of consecutive batches in ``fit``.
+
+    Every case is built and warmed up (one ``fit`` of ``warmup`` steps)
+    first; the timed steps are then taken in ``rounds`` rounds, each a short
+    ``fit`` of every case in turn, so that a slower or faster spell of the
+    machine falls on all cases alike."""
     import keras
     import tensorflow as tf
 
@@ -143,7 +147,12 @@ def measure_training_overhead(bs, steps, backbone, warmup=50):
         def on_train_batch_end(self, batch, logs=None):
             self.ends.append(time.perf_counter())
 
-    out = []
+    def run(model, ds, n):
+        clock = StepClock()
+        model.fit(ds, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
+        return np.diff(clock.ends)
+
+    built = []
     for label, factory, where in cases:
         keras.utils.set_random_seed(0)
         aug = factory() if factory else None
@@ -155,13 +164,21 @@ def measure_training_overhead(bs, steps, backbone, warmup=50):
             ds = ds.map(lambda a, b, aug=aug: (aug(a, training=True), b),
                         num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.prefetch(tf.data.AUTOTUNE)
-        clock = StepClock()
-        model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False,
-                  callbacks=[clock])
         # The first steps compile (the train step, then one XLA kernel per
         # sub-batch size the policy meets): the rows are the steps after.
-        times = np.diff(clock.ends)[warmup - 1:]
-        out.append((label, float(np.median(times)), float(np.mean(times))))
+        run(model, ds, warmup)
+        built.append((label, model, ds))
+    # Each round's fit starts its pipeline again: its first two step times
+    # are left out.
+    per_round = max(1, -(-steps // rounds))
+    times = {label: [] for label, _, _ in built}
+    for _ in range(rounds):
+        for label, model, ds in built:
+            times[label] += list(run(model, ds, per_round + 3)[2:])
+    out = []
+    for label, _, _ in built:
+        t = np.asarray(times[label][: rounds * per_round])
+        out.append((label, float(np.median(t)), float(np.mean(t))))
         log(f"training step {label}: median {out[-1][1] * 1000:.0f} ms, "
             f"mean {out[-1][2] * 1000:.0f} ms")
     return out
@@ -271,8 +288,9 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
     if train_rows:
         lines += ["", f"## Augmentation share of a training step ({backbone}, batch "
                   f"{train_batch}, fit)", "",
-                  "Step times between the ends of consecutive batches in one `fit`, after "
-                  f"{train_warmup} warm-up steps (they compile the step and the policy's kernels); "
+                  "Step times between the ends of consecutive batches in `fit`, after "
+                  f"{train_warmup} warm-up steps per case (they compile the step and the policy's "
+                  "kernels), taken in three rounds of every case in turn; "
                   "share: (step - step without augmentation) / step.", "",
                   "| augmentation | median step (ms) | mean step (ms) | share (median) "
                   "| share (mean) |", "|---|---:|---:|---:|---:|"]
