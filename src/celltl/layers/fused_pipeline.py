@@ -24,9 +24,12 @@ layer's own sampler, so the distributions are the unfused policy's), then:
   (:class:`~celltl.AugMix`, whose chains are fused programs of their own, and
   any layer the engine does not know) split the chain. When only some images
   drew such an operation, those images (a sub-batch padded to a few sizes)
-  take the split path and the rest one fused pass; each such operation runs
+  take the split path, first, then every image the one fused pass, whose
+  results for those images the split path's replace; each such operation runs
   on the images that drew it only, and AugMix draws its chains there, for
-  those images (its draws do not depend on being drawn).
+  those images (its draws do not depend on being drawn). An operation that
+  every image takes (a corruption layer at the end of the chain) runs once,
+  on the batch, between the pieces of the chain before and after it.
 
 ``study_policy``, ``light_policy`` and ``acquisition_policy`` return a
 ``FusedPipeline``; :func:`fuse` turns a user's ``keras.layers.Pipeline`` (or
