@@ -220,12 +220,10 @@ def test_tf_function_and_xla(jit):
     assert out.shape == (8, 32, 32, 3) and out.min() >= 0 and out.max() <= 255
 
 
-@TF_ONLY
-def test_tf_function_fused_equals_chain():
+def _both_traced(policy, x):
+    """The fused and the per-operation path of ``policy`` for the same draws,
+    inside one ``tf.function`` (TensorFlow graph mode)."""
     import tensorflow as tf
-
-    policy = FusedPipeline(_pixel_layers())
-    x = tf.constant(_smooth(8))
 
     @tf.function
     def both(t):
@@ -233,7 +231,18 @@ def test_tf_function_fused_equals_chain():
         return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
 
     fused, chain = both(x)
-    np.testing.assert_allclose(np.asarray(fused), np.asarray(chain), atol=2e-3)
+    return np.asarray(fused), np.asarray(chain)
+
+
+@TF_ONLY
+def test_tf_function_fused_equals_chain():
+    import tensorflow as tf
+
+    policy = FusedPipeline(_pixel_layers())
+    x = tf.constant(_smooth(8))
+
+    fused, chain = _both_traced(policy, x)
+    np.testing.assert_allclose(fused, chain, atol=2e-3)
 
 
 @TF_ONLY
@@ -243,13 +252,8 @@ def test_tf_function_routing_equals_chain():
     policy = FusedPipeline(_partial_augmix_layers())
     x = tf.constant(_smooth(12))
 
-    @tf.function
-    def both(t):
-        positions = policy.sample(t)
-        return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
-
-    fused, chain = both(x)
-    inner = np.abs(np.asarray(fused) - np.asarray(chain))[:, 6:-6, 6:-6]
+    fused, chain = _both_traced(policy, x)
+    inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
     assert inner.mean() < 2.0, inner.mean()
 
 
@@ -270,16 +274,11 @@ def test_an_operation_every_image_takes_runs_once_on_the_batch():
     policy = FusedPipeline(layers)
     x = tf.constant(_smooth(12))
 
-    @tf.function
-    def both(t):
-        positions = policy.sample(t)
-        return policy.apply_draws(t, positions, True), policy.apply_draws(t, positions, False)
-
-    fused, chain = both(x)
-    inner = np.abs(np.asarray(fused) - np.asarray(chain))[:, 6:-6, 6:-6]
+    fused, chain = _both_traced(policy, x)
+    inner = np.abs(fused - chain)[:, 6:-6, 6:-6]
     assert inner.mean() < 2.0, inner.mean()
     assert sizes == [12, 12], sizes  # the fused path once, the chain once
-    assert np.abs(np.asarray(fused) - (255.0 - x.numpy())).mean() > 1.0
+    assert np.abs(fused - (255.0 - x.numpy())).mean() > 1.0
 
 
 @TF_ONLY
