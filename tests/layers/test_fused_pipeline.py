@@ -144,6 +144,41 @@ def test_augmix_mixes_fused_chains():
     assert np.abs(chain - x).mean() > 1.0 and np.abs(fused - x).mean() > 1.0
 
 
+def test_augmix_chain_j_of_image_i_runs_draw_row_j_times_batch_plus_i():
+    # The chains run as one program over the batch repeated ``width`` times:
+    # chain j of image i must take the draws of row j * B + i and its result
+    # must be weighted into image i. Only the last chain rotates (every
+    # other step of every chain is the identity), only it is weighted and the
+    # original gets no weight: each image must come out as its own rotation
+    # by that chain's angle for it (angles differ per row, images per image).
+    x = _smooth(6)
+    batch = 6
+    policy = FusedPipeline([AugMix(severity=0.5, seed=1)])
+    (adapter, draws, _), = policy.sample(x)[0]
+    names = [op.layer.name for op in adapter.operations]
+    k = next(i for i, n in enumerate(names) if "rotate" in n)
+    identity = len(names)
+    last = draws["width"] - 1
+    rows = np.arange(batch) + last * batch
+    op = np.full((draws["width"] * batch,), identity, "int32")
+    op[rows] = k
+    steps = [dict(step, op=keras.ops.convert_to_tensor(op if i == 0 else np.full_like(op, identity)))
+             for i, step in enumerate(draws["steps"])]
+    g = np.zeros((draws["width"], batch), "float32")
+    g[last] = 1.0
+    draws = dict(draws, steps=steps, g=keras.ops.convert_to_tensor(g),
+                 a=keras.ops.zeros((batch,)), b=keras.ops.ones((batch,)))
+    rotate = adapter.operations[k]
+    own = rotate.gather(draws["steps"][0]["ops"][k], keras.ops.convert_to_tensor(rows, "int32"),
+                        policy.backend)
+    expected = np.clip(np.asarray(rotate.apply(x, own, policy.backend)), 0, 255)
+    assert np.abs(expected - x)[:, 4:-4, 4:-4].mean() > 1.0  # the rotation shows
+    for fused in (True, False):
+        got = np.asarray(policy.apply_draws(x, [[(adapter, draws, None)]], fused=fused))
+        inner = np.abs(got - expected)[:, 4:-4, 4:-4]
+        assert inner.mean() < 0.5, (fused, inner.mean())
+
+
 def _partial_augmix_layers():
     return [
         Shear(x_factor=0.1, y_factor=0.1, seed=1),
