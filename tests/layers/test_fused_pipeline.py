@@ -208,6 +208,63 @@ def test_augmix_drawn_when_it_runs_keeps_the_rate():
     np.testing.assert_array_equal(out[~changed], x[~changed])
 
 
+def _augmix_choice_layers():
+    return [
+        Shear(x_factor=0.1, y_factor=0.1, seed=1),
+        RandomChoice(
+            [
+                AugMix(severity=0.3, seed=2),
+                ColorDegenerate(seed=3),
+                RandAugment(num_ops=2, magnitude=0.3, seed=4),
+                Cutout(seed=5),
+            ],
+            num=2,
+            seed=6,
+        ),
+    ]
+
+
+def _mixes(positions):
+    return [item for position in positions for item in position if item[0].kind == "mix"]
+
+
+def test_augmix_drawn_in_either_round_runs_once_with_each_images_own_draws(monkeypatch):
+    # AugMix is one branch of a two-round choice: the images that drew it in
+    # round 1 and those that drew it in round 2 take it as one call (one
+    # AugMix in the program), each with the draws of its own round, and the
+    # images equal the chain that runs it once per round.
+    import celltl.layers.fused_pipeline as engine
+
+    x = _smooth(16)
+    merged = FusedPipeline(_augmix_choice_layers())
+    positions = merged.sample(x)
+    monkeypatch.setattr(engine, "MERGE_ROUNDS", False)
+    plain = FusedPipeline(_augmix_choice_layers())  # same seeds: same draws
+    unmerged = plain.sample(x)
+    assert len(_mixes(positions)) == 1 and len(_mixes(unmerged)) == 2
+    first, second = (np.asarray(item[2]) for item in _mixes(unmerged))
+    assert first.any() and second.any() and not (first & second).any()
+    np.testing.assert_array_equal(np.asarray(_mixes(positions)[0][2]), first | second)
+    expected = np.asarray(plain.apply_draws(x, unmerged, fused=False))
+    assert np.abs(expected - x)[first | second].mean() > 1.0  # AugMix shows
+    chain = np.asarray(merged.apply_draws(x, positions, fused=False))
+    np.testing.assert_allclose(chain, expected, atol=1e-3)
+    fused = np.asarray(merged.apply_draws(x, positions, fused=True))
+    inner = np.abs(fused - expected)[:, 6:-6, 6:-6]
+    assert inner.mean() < 2.0, inner.mean()
+
+
+def test_choice_with_two_unknown_branches_is_not_merged():
+    # Two branches that need the image as it stands: an image may draw both
+    # (one per round), so each round keeps its own.
+    a = keras.layers.Lambda(lambda t: t + 1.0)
+    b = keras.layers.Lambda(lambda t: t * 0.5)
+    policy = FusedPipeline([RandomChoice([a, b, ColorDegenerate(seed=1)], num=2, seed=2)])
+    positions = policy.sample(_smooth(4))
+    opaque = [item for position in positions for item in position if item[0].kind == "opaque"]
+    assert len(opaque) == 4
+
+
 @pytest.mark.parametrize("make", ["study", "light", "acquisition", "randaugment"])
 def test_policies_run_fused_in_range(make):
     x = _smooth(8, size=32)

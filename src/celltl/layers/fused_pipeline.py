@@ -58,6 +58,10 @@ from celltl.layers.fusion import GEOMETRY, MASK, MIX, OPAQUE, PIXEL, Adapter, ad
 
 __all__ = ["FusedPipeline", "fuse"]
 
+#: Run an operation needing the image as it stands that is one branch of a
+#: :class:`~celltl.RandomChoice` once for two rounds (:func:`_merge_rounds`).
+MERGE_ROUNDS = True
+
 #: Sub-batches of images that take the split path are padded to a power of
 #: two up to this size and to a multiple of it above (few compiled shapes).
 BUCKET = 32
@@ -253,15 +257,15 @@ class FusedPipeline(RandomLayer):
             return self._flatten(node[2], images, _and(active, draw < layer.rate, xp), lazy)
         layer, branches = node[1], node[2]
         order = layer._draw_order(xp.shape(images)[0])
-        out = []
+        rounds = []
         for position in range(layer.num):
             parts = [
                 self._flatten(sub, images, _and(active, order[:, position] == i, xp), lazy)
                 for i, sub in enumerate(branches)
             ]
             depth = max(len(p) for p in parts)
-            out += [sum((p[k] for p in parts if k < len(p)), []) for k in range(depth)]
-        return out
+            rounds.append((parts, depth))
+        return _merge_rounds(rounds, xp) if MERGE_ROUNDS else _concat_rounds(rounds)
 
     # -- running -------------------------------------------------------------------
     def _is_barrier(self, adapter):
@@ -451,28 +455,19 @@ class FusedPipeline(RandomLayer):
         from celltl.layers.functional import affine_sample
 
         xp = self.backend
-        np_ = xp.numpy
         height, width = x.shape[1], x.shape[2]
-        batch = xp.shape(x)[0]
-        eye = np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
-        # Suffix products: what each position's output coordinates map to
-        # at the output of the chain, walking back from the end.
-        suffix = [None] * len(positions)
-        total = None  # None: identity
-        for k in range(len(positions) - 1, -1, -1):
-            suffix[k] = total
-            geo = None
-            for adapter, draws, active in positions[k]:
-                if adapter.kind != GEOMETRY:
-                    continue
-                m = adapter.matrix(draws, height, width, xp)
-                if active is not None:  # items of a position are exclusive
-                    m = np_.where(active[:, None, None], m, eye if geo is None else geo)
-                geo = m
-            if geo is not None:
-                total = geo if total is None else _compose(geo, total, xp)
+        geometry = [[i for i in position if i[0].kind == GEOMETRY] for position in positions]
+        masked = [
+            k for k, position in enumerate(positions) if any(i[0].kind == MASK for i in position)
+        ]
         interpolation, fill_mode, fill_value = self._fill_key
+        total, needed = self._matrices(geometry, masked, height, width, xp.shape(x)[0])
+        suffix = [needed.get(k) for k in range(len(positions))]
         if total is not None:
+            # One resample kernel for every program (the matrices are its
+            # input): compiled once per batch size, where a kernel that also
+            # built the matrices would be one per program (measured: first
+            # call 4.8 -> 6.1 s).
 
             def resample(images, matrix):
                 gx, gy = self._coordinates(matrix, height, width)
@@ -511,6 +506,29 @@ class FusedPipeline(RandomLayer):
             if sharp:
                 x = self._sparse_sharpen(before, x, sharp)
         return x
+
+    def _matrices(self, geometry, masked, height, width, batch):
+        """The chain's composed matrix and the suffix products the masks of
+        positions ``masked`` need (what each of their output coordinates
+        maps to at the output of the chain, walking back from the end):
+        ``(total or None, {position: matrix or None})``."""
+        xp = self.backend
+        np_ = xp.numpy
+        eye = np_.broadcast_to(np_.eye(3, dtype="float32")[None], (batch, 3, 3))
+        needed = {}
+        total = None  # None: identity
+        for k in range(len(geometry) - 1, -1, -1):
+            if k in masked:
+                needed[k] = total
+            geo = None
+            for adapter, draws, active in geometry[k]:
+                m = adapter.matrix(draws, height, width, xp)
+                if active is not None:  # items of a position are exclusive
+                    m = np_.where(active[:, None, None], m, eye if geo is None else geo)
+                geo = m
+            if geo is not None:
+                total = geo if total is None else _compose(geo, total, xp)
+        return total, needed
 
     @staticmethod
     def _rows(actives):
@@ -721,6 +739,61 @@ def _rows_result(x, active, fn):
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
+
+
+def _concat_rounds(rounds):
+    """The positions of a choice's rounds, one after another (the items of a
+    position: the branches' items at that depth, mutually exclusive)."""
+    out = []
+    for parts, depth in rounds:
+        out += [sum((p[k] for p in parts if k < len(p)), []) for k in range(depth)]
+    return out
+
+
+def _merge_rounds(rounds, xp):
+    """:func:`_concat_rounds`, with one operation needing the image as it
+    stands (AugMix, an unknown layer) run once for two rounds.
+
+    When exactly one branch of the choice is such an operation alone, the
+    images that drew it in round ``2k`` and those that drew it in round
+    ``2k + 1`` take it as one call, in a position of its own between the two
+    rounds: the first group after the rest of their round (whose other
+    positions hold only other branches' items, which those images did not
+    draw), the second just before theirs. Rounds draw without replacement,
+    so the two groups are disjoint and every image takes it as the unfused
+    choice does; the program has one such call (one AugMix: its chains,
+    draws and compilations) instead of one per round.
+    """
+    solo = [
+        i
+        for i, part in enumerate(rounds[0][0])
+        if len(part) == 1 and len(part[0]) == 1 and part[0][0][0].kind in (MIX, OPAQUE)
+    ]
+    if len(solo) != 1 or len(rounds) < 2:
+        return _concat_rounds(rounds)
+    b = solo[0]
+    out = []
+    for r in range(0, len(rounds) - 1, 2):
+        (first, d1), (second, d2) = rounds[r], rounds[r + 1]
+        (adapter, draws1, active1), = first[b][0]
+        (_, draws2, active2), = second[b][0]
+        if draws1 is None and draws2 is None:
+            draws = None
+        elif hasattr(adapter, "select") and draws1 is not None and draws2 is not None:
+            draws = adapter.select(active1, draws1, draws2, xp)
+        else:
+            return _concat_rounds(rounds)
+        merged = (adapter, draws, xp.numpy.logical_or(active1, active2))
+        out += _concat_rounds([(_without(first, b), d1)])
+        out.append([merged])
+        out += _concat_rounds([(_without(second, b), d2)])
+    if len(rounds) % 2:
+        out += _concat_rounds(rounds[-1:])
+    return [position for position in out if position]
+
+
+def _without(parts, branch):
+    return [part for i, part in enumerate(parts) if i != branch]
 
 
 def _build(layer, input_shape):

@@ -372,6 +372,40 @@ class _AugMixAdapter(Adapter):
             return -xp.numpy.log(u)
         return xp.random.gamma(shape, alpha=layer.alpha, seed=seed)
 
+    def select(self, active, first, second, xp):
+        """Per image, the draws ``first`` where ``active`` ((B,) bool), else
+        ``second`` (two draws for the same batch)."""
+        np_ = xp.numpy
+        width = first["width"]
+        rows = np_.concatenate([active] * width, axis=0)
+
+        def pick(mask, a, b):
+            if a is None or len(getattr(a, "shape", ())) == 0:
+                return a
+            shape = (-1,) + (1,) * (len(a.shape) - 1)
+            return np_.where(np_.reshape(mask, shape), a, b)
+
+        steps = [
+            {
+                "op": pick(rows, s1["op"], s2["op"]),
+                "ops": [
+                    None if d1 is None else {
+                        k: v if k == "input_shape" else pick(rows, v, d2[k])
+                        for k, v in d1.items()
+                    }
+                    for d1, d2 in zip(s1["ops"], s2["ops"])
+                ],
+            }
+            for s1, s2 in zip(first["steps"], second["steps"])
+        ]
+        return {
+            "steps": steps,
+            "g": np_.where(active[None, :], first["g"], second["g"]),
+            "a": pick(active, first["a"], second["a"]),
+            "b": pick(active, first["b"], second["b"]),
+            "width": width,
+        }
+
     def gather(self, draws, index, xp):
         if draws is None:  # drawn when it runs
             return None
