@@ -90,6 +90,36 @@ def test_geometry_is_one_resample_within_interpolation_tolerance():
     assert np.abs(fused - chain).mean() < 1.0
 
 
+def test_exclusive_geometry_of_one_kind_selects_parameters_per_image():
+    # One choice round over several rotations, translations and shears: the
+    # engine builds one matrix per kind from each image's own parameters. No
+    # geometry moves across another operation, so every image must equal the
+    # chain's (one resample each), whichever branch it drew.
+    layers = [
+        RandomChoice(
+            [
+                RandomAffine(rotation=40.0, seed=1),
+                RandomAffine(translation=(0.2, 0.0), seed=2),
+                RandomAffine(zoom=(-0.3, 0.3), seed=3),
+                Shear(x_factor=0.3, y_factor=0.0, seed=4),
+                Shear(x_factor=0.0, y_factor=0.3, seed=5),
+                ColorDegenerate(seed=6),
+            ],
+            num=1,
+            seed=7,
+        )
+    ]
+    x = _smooth(24)
+    policy = FusedPipeline(layers)
+    positions = policy.sample(x)
+    drawn = [np.asarray(active) for _, _, active in positions[0]]
+    assert all(d.any() for d in drawn[:5]), [d.sum() for d in drawn]
+    fused = np.asarray(policy.apply_draws(x, positions, fused=True))
+    chain = np.asarray(policy.apply_draws(x, positions, fused=False))
+    np.testing.assert_allclose(fused, chain, atol=0.05)
+    assert np.abs(chain - x).mean() > 1.0
+
+
 def test_flips_and_nearest_geometry_compose_exactly():
     x = _smooth(8)
     layers = [

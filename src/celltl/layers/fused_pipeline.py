@@ -521,7 +521,7 @@ class FusedPipeline(RandomLayer):
             if k in masked:
                 needed[k] = total
             geo = None
-            for adapter, draws, active in geometry[k]:
+            for adapter, draws, active in _select_params(geometry[k], xp):
                 m = adapter.matrix(draws, height, width, xp)
                 if active is not None:  # items of a position are exclusive
                     m = np_.where(active[:, None, None], m, eye if geo is None else geo)
@@ -739,6 +739,38 @@ def _rows_result(x, active, fn):
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
+
+
+def _select_params(items, xp):
+    """``items`` (geometry of one position, mutually exclusive per image)
+    with those of one kind (same adapter class and ``params``) replaced by
+    one item whose draws are, per image, the parameters of the item it drew
+    (0, the identity, where it drew none): one matrix per kind instead of
+    one per operation (a RandAugment position: 2 matrices instead of 5)."""
+    groups, out = {}, []
+    for item in items:
+        adapter, _, active = item
+        if adapter.params is None or active is None:
+            out.append(item)
+        else:
+            groups.setdefault((type(adapter), adapter.params), []).append(item)
+    np_ = xp.numpy
+    for group in groups.values():
+        if len(group) == 1:
+            out += group
+            continue
+        adapter = group[0][0]
+        draws = {}
+        for name in adapter.params:
+            value = np_.zeros_like(xp.cast(group[0][1][name], "float32"))
+            for _, d, active in group:
+                value = np_.where(active, xp.cast(d[name], "float32"), value)
+            draws[name] = value
+        any_active = group[0][2]
+        for _, _, active in group[1:]:
+            any_active = np_.logical_or(any_active, active)
+        out.append((adapter, draws, any_active))
+    return out
 
 
 def _concat_rounds(rounds):

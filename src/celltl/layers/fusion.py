@@ -95,6 +95,11 @@ class Adapter:
 
     kind = OPAQUE
     fill_key = None
+    #: For geometry whose matrix depends on its draws only: the ``(B,)``
+    #: float32 draws it reads, all 0 for the identity. Exclusive operations
+    #: of one kind at one position select their parameters per image and
+    #: build one matrix (parameter selection), not one matrix each.
+    params = None
     #: ``"affine"`` (a per-image colour matrix and offset, then a clip),
     #: ``"sharpness"`` (a blend with the 3x3 blur) or None: the operations of
     #: one family at one position run as one pass, by parameter selection.
@@ -194,6 +199,8 @@ class _CelltlGeometry(_CelltlAdapter):
 
 
 class _ShearGeometry(_CelltlGeometry):
+    params = ("shear_x", "shear_y")
+
     def matrix(self, draws, height, width, xp):
         sx, sy = draws["shear_x"], draws["shear_y"]
         one = xp.numpy.ones_like(sx)
@@ -202,6 +209,8 @@ class _ShearGeometry(_CelltlGeometry):
 
 
 class _AffineGeometry(_CelltlGeometry):
+    params = ("angle", "zoom", "shift_x", "shift_y")
+
     def matrix(self, draws, height, width, xp):
         np_ = xp.numpy
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
