@@ -324,18 +324,7 @@ class FusedPipeline(RandomLayer):
         slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
 
         def split(sub, rows):
-            sub_positions = [
-                [
-                    (
-                        adapter,
-                        adapter.gather(draws, rows, xp),
-                        None if active is None else tf.gather(active, rows),
-                    )
-                    for adapter, draws, active in position
-                ]
-                for position in positions
-            ]
-            return self._split(sub, sub_positions, barriers=True)
+            return self._split(sub, _gather_positions(positions, rows, xp), barriers=True)
 
         index, out = _rows_result(images, slow, split)
         with tf.control_dependencies([out]):
@@ -739,6 +728,74 @@ def _rows_result(x, active, fn):
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
+
+
+def _gather_positions(positions, rows, xp):
+    """``positions`` for the images ``rows`` (int32, TensorFlow): every
+    item's draws and activity gathered.
+
+    The per-image vectors of the whole program (a few hundred ``(B,)``
+    draws and activities) are stacked by dtype and gathered once each, not
+    one ``gather`` each (as many graph nodes fewer, for the first call, and
+    as many kernel launches fewer per call); draws of another layout (AugMix
+    chains, images-shaped draws) use their adapter's ``gather``.
+    """
+    import tensorflow as tf
+
+    vectors = {}  # dtype -> list of (B,) tensors
+
+    def claim(value):
+        if tf.is_tensor(value) and value.shape.rank == 1:
+            group = vectors.setdefault(value.dtype, [])
+            group.append(value)
+            return (value.dtype, len(group) - 1)
+        return None
+
+    plan = []
+    for position in positions:
+        row = []
+        for adapter, draws, active in position:
+            keys = None
+            if draws is not None and type(adapter).gather in (Adapter.gather, _keras_gather()):
+                keys = {k: claim(v) for k, v in draws.items() if k != "input_shape"}
+                if any(slot is None and _per_image(draws[k]) for k, slot in keys.items()):
+                    keys = None  # another layout: the adapter's own gather
+            row.append((keys, None if active is None else claim(active)))
+        plan.append(row)
+    taken = {}
+    for dtype, group in vectors.items():
+        if len(group) == 1:
+            taken[dtype] = [tf.gather(group[0], rows)]
+        else:
+            taken[dtype] = tf.unstack(tf.gather(tf.stack(group, axis=1), rows), axis=1)
+    out = []
+    for position, row in zip(positions, plan):
+        items = []
+        for (adapter, draws, active), (keys, slot) in zip(position, row):
+            if keys is None:
+                sub = adapter.gather(draws, rows, xp)
+            else:
+                sub = {
+                    k: draws[k] if keys.get(k) is None else taken[keys[k][0]][keys[k][1]]
+                    for k in draws
+                }
+                if "input_shape" in sub:  # as Adapter.gather
+                    sub["input_shape"] = xp.shape(sub[next(k for k in sub if k != "input_shape")])
+            items.append((adapter, sub, None if slot is None else taken[slot[0]][slot[1]]))
+        out.append(items)
+    return out
+
+
+def _per_image(value):
+    """Draws to gather that are not a ``(B,)`` tensor (images-shaped draws,
+    arrays)."""
+    return value is not None and len(getattr(value, "shape", ())) > 0
+
+
+def _keras_gather():
+    from celltl.layers.fusion import _KerasPixel
+
+    return _KerasPixel.gather
 
 
 def _select_params(items, xp):
