@@ -415,15 +415,33 @@ def test_in_tf_data_with_routing():
         assert batch.shape == (8, 32, 32, 3)
 
 
-def test_mixed_precision():
+@pytest.mark.parametrize("make", ["light", "study"])
+def test_mixed_precision(make):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        policy = celltl.light_policy(seed=0)
-        out = policy(_smooth(4))
+        policy = celltl.light_policy(seed=0) if make == "light" else celltl.study_policy(seed=0)
+        out = policy(_smooth(16))
         assert keras.backend.standardize_dtype(out.dtype) == "float16"
         values = np.asarray(out).astype("float32")
         assert values.min() >= 0 and values.max() <= 255
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@TF_ONLY
+def test_mixed_precision_in_tf_function():
+    import tensorflow as tf
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        policy = celltl.study_policy(seed=0)
+        out = tf.function(lambda t: policy(t, training=True))(tf.constant(_smooth(16)))
+        assert out.dtype == tf.float16
+        values = np.asarray(out).astype("float32")
+        assert values.min() >= 0 and values.max() <= 255
+        assert np.abs(values - _smooth(16)).mean() > 0.5
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -438,3 +456,21 @@ def test_inside_a_compiled_model_fit():
     x = _smooth(8, size=16)
     history = model.fit(x, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@TF_ONLY
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_sparse_sharpen_blur_is_the_shifted_adds_blur(dtype):
+    # The split path blurs the images that drew sharpness with one depthwise
+    # convolution; it must be Keras RandomSharpness' zero-padded kernel, as
+    # the shifted adds that the XLA passes use.
+    import tensorflow as tf
+
+    from celltl.layers.fused_pipeline import _blur3, _blur3_conv
+
+    x = tf.constant(_smooth(3, size=17), dtype)
+    policy = FusedPipeline([Cutout(seed=0)])
+    want = np.asarray(_blur3(x, policy.backend), "float32")
+    got = np.asarray(_blur3_conv(x), "float32")
+    tolerance = {"float32": 1e-3, "float16": 0.3}[dtype]  # float16: 0.1 % of 255
+    np.testing.assert_allclose(got, want, atol=tolerance)
