@@ -474,3 +474,18 @@ def test_sparse_sharpen_blur_is_the_shifted_adds_blur(dtype):
     got = np.asarray(_blur3_conv(x), "float32")
     tolerance = {"float32": 1e-3, "float16": 0.3}[dtype]  # float16: 0.1 % of 255
     np.testing.assert_allclose(got, want, atol=tolerance)
+
+
+def test_augmix_draws_every_step_its_own_magnitudes():
+    # The operations draw for all steps at once and the draws are split into
+    # the steps: each step gets width * batch rows of its own.
+    x = _smooth(5)
+    policy = FusedPipeline([AugMix(severity=0.5, depth=3, seed=1)])
+    (adapter, draws, _), = policy.sample(x)[0]
+    names = [op.layer.name for op in adapter.operations]
+    k = next(i for i, n in enumerate(names) if "rotate" in n)
+    angles = [np.asarray(step["ops"][k]["angle"]) for step in draws["steps"]]
+    assert len(angles) == 3
+    assert all(a.shape == (draws["width"] * 5,) for a in angles)
+    assert not np.allclose(angles[0], angles[1]) and not np.allclose(angles[1], angles[2])
+    assert len(np.unique(np.concatenate(angles))) == 3 * draws["width"] * 5

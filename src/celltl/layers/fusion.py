@@ -100,6 +100,9 @@ class Adapter:
     #: of one kind at one position select their parameters per image and
     #: build one matrix (parameter selection), not one matrix each.
     params = None
+    #: True when ``sample`` reads nothing of the images but their batch
+    #: size (AugMix then draws with a ``(n, 1, 1, C)`` stand-in).
+    batch_only = False
     #: ``"affine"`` (a per-image colour matrix and offset, then a clip),
     #: ``"sharpness"`` (a blend with the 3x3 blur) or None: the operations of
     #: one family at one position run as one pass, by parameter selection.
@@ -158,6 +161,7 @@ class _CelltlAdapter(Adapter):
 
 class _CelltlPixel(_CelltlAdapter):
     kind = PIXEL
+    batch_only = True
 
 
 class _ColorDegenerateAffine(_CelltlPixel):
@@ -192,6 +196,7 @@ class _WhiteBalanceAffine(_CelltlPixel):
 
 class _CelltlGeometry(_CelltlAdapter):
     kind = GEOMETRY
+    batch_only = True
 
     def __init__(self, layer):
         super().__init__(layer)
@@ -249,6 +254,7 @@ class _KerasFlip(Adapter):
 
 class _KerasPixel(Adapter):
     kind = PIXEL
+    batch_only = True
 
     def sample(self, images, xp):
         return self.layer.get_random_transformation(images, training=True)
@@ -359,16 +365,28 @@ class _AugMixAdapter(Adapter):
         width = layer.width
         low, high = layer.depth
         seed = layer_seed_generator(layer, xp)
-        chains = np_.zeros((width * batch,) + tuple(images.shape[1:]), dtype="float32")
         depth = xp.random.randint((width * batch,), low, high + 1, seed=seed)
-        steps = []
         m_ops = len(self.operations)
+        # Operations whose sampler reads only the batch size draw for all
+        # steps at once, split into the steps (a third of the sampling
+        # graph), from a (rows, 1, 1, C) stand-in; the others draw step by
+        # step from an images-sized one.
+        channels = tuple(images.shape[3:])
+        few = np_.zeros((high * width * batch, 1, 1) + channels, dtype="float32")
+        full = None
+        per_op = []
+        for a in self.operations:
+            if a.batch_only:
+                per_op.append(_split_draws(a.sample(few, xp), high, xp))
+                continue
+            if full is None:
+                full = np_.zeros((width * batch,) + tuple(images.shape[1:]), dtype="float32")
+            per_op.append([a.sample(full, xp) for _ in range(high)])
+        steps = []
         for step in range(high):
             op = xp.random.randint((width * batch,), 0, m_ops, seed=seed)
             op = np_.where(step < depth, op, m_ops)
-            steps.append(
-                {"op": xp.cast(op, "int32"), "ops": [a.sample(chains, xp) for a in self.operations]}
-            )
+            steps.append({"op": xp.cast(op, "int32"), "ops": [d[step] for d in per_op]})
         g = self._gamma(layer, (width, batch), xp, seed)
         a = self._gamma(layer, (batch,), xp, seed)
         b = self._gamma(layer, (batch,), xp, seed)
@@ -441,6 +459,24 @@ class _AugMixAdapter(Adapter):
         }
 
 
+def _split_draws(draws, parts, xp):
+    """``draws`` for ``parts`` equal blocks of rows, one dict per block."""
+    if draws is None:
+        return [None] * parts
+    blocks = [{} for _ in range(parts)]
+    for key, value in draws.items():
+        if key == "input_shape" or value is None or len(getattr(value, "shape", ())) == 0:
+            pieces = [value] * parts
+        else:
+            pieces = xp.numpy.split(value, parts, axis=0)
+        for block, piece in zip(blocks, pieces):
+            block[key] = piece
+    if "input_shape" in draws:
+        for block in blocks:
+            block["input_shape"] = xp.shape(block[next(k for k in block if k != "input_shape")])
+    return blocks
+
+
 _CELLTL = {
     "Shear": _ShearGeometry,
     "RandomAffine": _AffineGeometry,
@@ -491,6 +527,7 @@ class _Identity(Adapter):
 
     kind = PIXEL
     identity = True
+    batch_only = True
 
     def apply(self, images, draws, xp):
         return images
