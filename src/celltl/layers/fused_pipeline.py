@@ -27,7 +27,10 @@ layer's own sampler, so the distributions are the unfused policy's), then:
   take the split path, first, then every image the one fused pass, whose
   results for those images the split path's replace; each such operation runs
   on the images that drew it only, and AugMix draws its chains there, for
-  those images (its draws do not depend on being drawn). An operation that
+  those images (its draws do not depend on being drawn). When it is one
+  branch of a two-round :class:`~celltl.RandomChoice` (AugMix in
+  ``study_policy``), the images that drew it in either round take it as one
+  call, between the rounds (``_merge_rounds``). An operation that
   every image takes (a corruption layer at the end of the chain) runs once,
   on the batch, between the pieces of the chain before and after it.
 
