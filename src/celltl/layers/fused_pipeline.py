@@ -57,7 +57,17 @@ import keras
 from celltl._checks import check_bool, check_layers
 from celltl._compat import borrowed_backends, in_xla_context
 from celltl.layers.base import XLA_KERNELS, RandomLayer
-from celltl.layers.fusion import GEOMETRY, MASK, MIX, OPAQUE, PIXEL, Adapter, adapter_for
+from celltl.layers.fusion import (
+    GEOMETRY,
+    MASK,
+    MIX,
+    OPAQUE,
+    PIXEL,
+    Adapter,
+    adapter_for,
+    per_row,
+    with_input_shape,
+)
 
 __all__ = ["FusedPipeline", "fuse"]
 
@@ -771,9 +781,9 @@ def _gather_positions(positions, rows, xp):
         row = []
         for adapter, draws, active in position:
             keys = None
-            if draws is not None and type(adapter).gather in (Adapter.gather, _keras_gather()):
-                keys = {k: claim(v) for k, v in draws.items() if k != "input_shape"}
-                if any(slot is None and _per_image(draws[k]) for k, slot in keys.items()):
+            if draws is not None and type(adapter).gather is Adapter.gather:
+                keys = {k: claim(v) for k, v in draws.items() if per_row(k, v)}
+                if any(slot is None for slot in keys.values()):
                     keys = None  # another layout: the adapter's own gather
             row.append((keys, None if active is None else claim(active)))
         plan.append(row)
@@ -790,27 +800,12 @@ def _gather_positions(positions, rows, xp):
             if keys is None:
                 sub = adapter.gather(draws, rows, xp)
             else:
-                sub = {
-                    k: draws[k] if keys.get(k) is None else taken[keys[k][0]][keys[k][1]]
-                    for k in draws
-                }
-                if "input_shape" in sub:  # as Adapter.gather
-                    sub["input_shape"] = xp.shape(sub[next(k for k in sub if k != "input_shape")])
+                sub = {k: taken[keys[k][0]][keys[k][1]] if k in keys else v
+                       for k, v in draws.items()}
+                sub = with_input_shape(sub, xp)
             items.append((adapter, sub, None if slot is None else taken[slot[0]][slot[1]]))
         out.append(items)
     return out
-
-
-def _per_image(value):
-    """Draws to gather that are not a ``(B,)`` tensor (images-shaped draws,
-    arrays)."""
-    return value is not None and len(getattr(value, "shape", ())) > 0
-
-
-def _keras_gather():
-    from celltl.layers.fusion import _KerasPixel
-
-    return _KerasPixel.gather
 
 
 def _select_params(items, xp):

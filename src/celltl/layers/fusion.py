@@ -71,6 +71,21 @@ def _take(value, index, axis, xp):
     return xp.numpy.take(value, index, axis=axis)
 
 
+def per_row(key, value):
+    """Whether a draw is one value per image (leading axis the batch), to be
+    gathered, split or selected by rows; scalars, None and Keras'
+    ``input_shape`` are not."""
+    return key != "input_shape" and value is not None and len(getattr(value, "shape", ())) > 0
+
+
+def with_input_shape(draws, xp):
+    """``draws`` with Keras' ``input_shape``, if it has one, made that of its
+    rows (after they were gathered, split or selected)."""
+    if "input_shape" in draws:
+        draws["input_shape"] = xp.shape(draws[next(k for k in draws if k != "input_shape")])
+    return draws
+
+
 def _rows(rows, xp):
     """``(B, 3, 3)`` from two rows of ``(B,)`` tensors (the third is 0 0 1)."""
     np_ = xp.numpy
@@ -125,15 +140,11 @@ class Adapter:
         """The draws of the images ``index`` (int32 ``(n,)``)."""
         if draws is None:
             return None
-        out = {}
-        for key, value in draws.items():
-            if key == "input_shape" or value is None or len(getattr(value, "shape", ())) == 0:
-                out[key] = value
-            else:
-                out[key] = _take(value, index, 0, xp)
-        if "input_shape" in out:
-            out["input_shape"] = xp.shape(out[next(k for k in out if k != "input_shape")])
-        return out
+        out = {
+            key: _take(value, index, 0, xp) if per_row(key, value) else value
+            for key, value in draws.items()
+        }
+        return with_input_shape(out, xp)
 
     # -- running ----------------------------------------------------------------
     def apply(self, images, draws, xp):
@@ -261,10 +272,6 @@ class _KerasPixel(Adapter):
 
     def apply(self, images, draws, xp):
         return self.layer.transform_images(images, draws, training=True)
-
-    def gather(self, draws, index, xp):
-        return None if draws is None else super().gather(draws, index, xp)
-
 
 class _KerasBrightness(_KerasPixel):
     family = "affine"
@@ -407,8 +414,6 @@ class _AugMixAdapter(Adapter):
         rows = np_.concatenate([active] * width, axis=0)
 
         def pick(mask, a, b):
-            if a is None or len(getattr(a, "shape", ())) == 0:
-                return a
             shape = (-1,) + (1,) * (len(a.shape) - 1)
             return np_.where(np_.reshape(mask, shape), a, b)
 
@@ -417,7 +422,7 @@ class _AugMixAdapter(Adapter):
                 "op": pick(rows, s1["op"], s2["op"]),
                 "ops": [
                     None if d1 is None else {
-                        k: v if k == "input_shape" else pick(rows, v, d2[k])
+                        k: pick(rows, v, d2[k]) if per_row(k, v) else v
                         for k, v in d1.items()
                     }
                     for d1, d2 in zip(s1["ops"], s2["ops"])
@@ -465,16 +470,10 @@ def _split_draws(draws, parts, xp):
         return [None] * parts
     blocks = [{} for _ in range(parts)]
     for key, value in draws.items():
-        if key == "input_shape" or value is None or len(getattr(value, "shape", ())) == 0:
-            pieces = [value] * parts
-        else:
-            pieces = xp.numpy.split(value, parts, axis=0)
+        pieces = xp.numpy.split(value, parts, axis=0) if per_row(key, value) else [value] * parts
         for block, piece in zip(blocks, pieces):
             block[key] = piece
-    if "input_shape" in draws:
-        for block in blocks:
-            block["input_shape"] = xp.shape(block[next(k for k in block if k != "input_shape")])
-    return blocks
+    return [with_input_shape(block, xp) for block in blocks]
 
 
 _CELLTL = {
