@@ -227,6 +227,44 @@ def test_images_that_drew_augmix_take_their_own_path_with_the_same_draws():
     assert inner.mean() < 2.0, inner.mean()
 
 
+def _split_middle_layers():
+    # Exact operations (flips, pointwise colour) before and after an unknown
+    # layer that only some images draw.
+    return [
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=1),
+        RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=2), rate=0.7, seed=3),
+        RandomApply(keras.layers.Lambda(lambda t: t * 0.5 + 40.0), rate=0.5, seed=4),
+        keras.layers.RandomFlip("horizontal", seed=5),
+        RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=6), rate=0.7, seed=7),
+    ]
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_split_images_take_every_operation_once(traced):
+    # The images that drew the unknown layer take the chain up to it on their
+    # own path and the rest with the others: each operation once, exactly
+    # the chain (no interpolation here), for both groups of images.
+    if traced and BACKEND != "tensorflow":
+        pytest.skip("TensorFlow modes")
+    policy = FusedPipeline(_split_middle_layers())
+    x = _smooth(16)
+
+    def both(t):
+        positions = policy.sample(t)
+        (drew,) = [item[2] for p in positions for item in p if item[0].kind == "opaque"]
+        fused = policy.apply_draws(t, positions, fused=True)
+        return fused, policy.apply_draws(t, positions, fused=False), drew
+
+    if traced:
+        import tensorflow as tf
+
+        both = tf.function(both)
+        x = tf.constant(x)
+    fused, chain, drew = (np.asarray(v) for v in both(x))
+    assert 0 < drew.sum() < len(drew)  # both groups
+    np.testing.assert_allclose(fused, chain, atol=1e-3)
+
+
 def test_augmix_drawn_when_it_runs_keeps_the_rate():
     # In ``augment`` AugMix draws for the images that drew it only: about
     # half the images change, the others are returned exactly.

@@ -329,22 +329,32 @@ class FusedPipeline(RandomLayer):
         import tensorflow as tf
 
         # Images that drew an operation needing the image as it stands take
-        # the split path; all take the one-pass path (cheaper than gathering
-        # the others) and the split results replace theirs. The split path
-        # runs first, and the one-pass path once it is done: side by side,
-        # both paths' intermediates would be alive at once, and after it the
-        # one-pass output would be (the peak memory would grow with the
-        # executor's inter-op threads, and by a batch).
+        # the split path up to the last position holding such an operation,
+        # and their results are written into the batch; then every image
+        # takes the one-pass path over the whole piece, the split images
+        # with the positions they have already taken switched off (their
+        # rest of the chain, as the split path would have run it: a
+        # resample and passes of a sub-batch fewer, and as many graph
+        # nodes). The one-pass path reads the split results, so the split
+        # path's intermediates are gone before it runs (peak memory).
         slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
+        last = max(
+            k
+            for k, position in enumerate(positions)
+            if any(self._is_barrier(adapter) and active is not None
+                   for adapter, _, active in position)
+        )
+        prefix = positions[: last + 1]
 
         def split(sub, rows):
-            return self._split(sub, _gather_positions(positions, rows, xp), barriers=True)
+            return self._split(sub, _gather_positions(prefix, rows, xp), barriers=True)
 
         index, out = _rows_result(images, slow, split)
-        with tf.control_dependencies([out]):
-            images = tf.identity(images)
-        fast = self._split(images, positions, barriers=False)
-        return tf.tensor_scatter_nd_update(fast, index[:, None], tf.cast(out, fast.dtype))
+        images = tf.tensor_scatter_nd_update(images, index[:, None], tf.cast(out, images.dtype))
+        rest = tf.logical_not(slow)
+        done = [[(adapter, draws, _and(active, rest, xp)) for adapter, draws, active in position]
+                for position in prefix]
+        return self._split(images, done + positions[last + 1:], barriers=False)
 
     def _split(self, images, positions, barriers):
         """Fused segments between the operations that need the image as it
