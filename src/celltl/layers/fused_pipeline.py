@@ -564,12 +564,15 @@ class FusedPipeline(RandomLayer):
             return None
         rows = self._rows([active for _, _, active in items])
         sub = tf.cast(x if rows is None else tf.gather(x, rows), "float32")
+        # Rows first, then columns: TensorFlow's CPU reductions over two
+        # inner axes at once are about 4x slower than two over one each
+        # (min and max exact; the mean of the rows' means is the mean).
         stats = {}
         if "mean" in needs:
-            stats["mean"] = tf.reduce_mean(sub, axis=(1, 2))
+            stats["mean"] = tf.reduce_mean(tf.reduce_mean(sub, axis=1), axis=1)
         if "minmax" in needs:
-            stats["min"] = tf.reduce_min(sub, axis=(1, 2))
-            stats["max"] = tf.reduce_max(sub, axis=(1, 2))
+            stats["min"] = tf.reduce_min(tf.reduce_min(sub, axis=1), axis=1)
+            stats["max"] = tf.reduce_max(tf.reduce_max(sub, axis=1), axis=1)
         if rows is not None:
             shape = tf.stack([tf.shape(x)[0], tf.shape(x)[3]])
             stats = {k: tf.scatter_nd(rows[:, None], v, shape) for k, v in stats.items()}
