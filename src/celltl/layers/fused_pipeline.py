@@ -586,17 +586,24 @@ class FusedPipeline(RandomLayer):
 
         xp = self.backend
         rows = self._rows([active for _, _, active in items])
-        batch = tf.shape(before)[0]
-        c = tf.zeros((batch,), "float32")
-        for adapter, draws, active in items:
-            blend = tf.cast(adapter.blend(draws, xp), "float32")
-            c = blend if active is None else tf.where(active, blend, c)
-        sub = before if rows is None else tf.gather(before, rows)
-        c = tf.cast(c if rows is None else tf.gather(c, rows), sub.dtype)[:, None, None, None]
-        out = self._clip_range(sub + c * (_blur3_conv(sub) - sub))
+
+        def sharpen():
+            c = tf.zeros((tf.shape(before)[0],), "float32")
+            for adapter, draws, active in items:
+                blend = tf.cast(adapter.blend(draws, xp), "float32")
+                c = blend if active is None else tf.where(active, blend, c)
+            sub = before if rows is None else tf.gather(before, rows)
+            c = tf.cast(c if rows is None else tf.gather(c, rows), sub.dtype)[:, None, None, None]
+            out = self._clip_range(sub + c * (_blur3_conv(sub) - sub))
+            if rows is None:
+                return out
+            return tf.tensor_scatter_nd_update(x, rows[:, None], tf.cast(out, x.dtype))
+
         if rows is None:
-            return out
-        return tf.tensor_scatter_nd_update(x, rows[:, None], tf.cast(out, x.dtype))
+            return sharpen()
+        # Often no image drew it (at batch 32, four times in five): no
+        # gather, filter or write (a copy of the batch) then.
+        return tf.cond(tf.shape(rows)[0] > 0, sharpen, lambda: x)
 
     def _position(self, x, position, suffix, interpolation, height, width, batch, stats=None):
         """One position's pixel operations and masks, one pass per family
