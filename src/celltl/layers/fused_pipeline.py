@@ -24,10 +24,12 @@ layer's own sampler, so the distributions are the unfused policy's), then:
   (:class:`~celltl.AugMix`, whose chains run together as one fused program, and
   any layer the engine does not know) split the chain. When only some images
   drew such an operation, those images (a sub-batch padded to a few sizes)
-  take the split path, first, then every image the one fused pass, whose
-  results for those images the split path's replace; each such operation runs
-  on the images that drew it only, and AugMix draws its chains there, for
-  those images (its draws do not depend on being drawn). When it is one
+  take the split path up to the last position holding one, and their
+  results are written into the batch; then every image takes the one fused
+  pass over the rest, the split images with the positions they have taken
+  switched off. Each such operation runs on the images that drew it only,
+  and AugMix draws its chains there, for those images (its draws do not
+  depend on being drawn). When it is one
   branch of a two-round :class:`~celltl.RandomChoice` (AugMix in
   ``study_policy``), the images that drew it in either round take it as one
   call, between the rounds (``_merge_rounds``). An operation that
