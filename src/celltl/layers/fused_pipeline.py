@@ -320,12 +320,12 @@ class FusedPipeline(RandomLayer):
         image as it stands: one pass for all images, and the split path for
         the images that drew such an operation."""
         xp = self.backend
-        conditional = [
-            active
-            for position in positions
-            for adapter, _, active in position
-            if self._is_barrier(adapter) and active is not None
-        ]
+        conditional, last = [], None  # their activities; the last position
+        for k, position in enumerate(positions):
+            for adapter, _, active in position:
+                if self._is_barrier(adapter) and active is not None:
+                    conditional.append(active)
+                    last = k
         if not conditional or xp.name != "tensorflow" or in_xla_context():
             return self._split(images, positions, barriers=True)
         import tensorflow as tf
@@ -340,12 +340,6 @@ class FusedPipeline(RandomLayer):
         # nodes). The one-pass path reads the split results, so the split
         # path's intermediates are gone before it runs (peak memory).
         slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
-        last = max(
-            k
-            for k, position in enumerate(positions)
-            if any(self._is_barrier(adapter) and active is not None
-                   for adapter, _, active in position)
-        )
         prefix = positions[: last + 1]
 
         def split(sub, rows):
