@@ -1,9 +1,10 @@
 """The study's whole augmentation policy: keras-cv pipeline vs celltl.
 
-``pytest benchmarks/bench_policy.py --benchmark-only``. The keras-cv row is the
-pipeline the study built (RandomAugmentationPipeline over AugMix, RandAugment,
-RandomZoom, AutoContrast, GridMask, RandomCutout, RandomShear and
-RandomColorDegeneration, two per image, rate 0.8); the celltl rows are
+``pytest benchmarks/bench_policy.py --benchmark-only``. The first keras-cv row
+is the augmentation the study built: keras-cv's flips and rotation in front of
+its RandomAugmentationPipeline over AugMix, RandAugment, RandomZoom,
+AutoContrast, GridMask, RandomCutout, RandomShear and RandomColorDegeneration,
+two per image, rate 0.8 (the second row: that pipeline alone); the celltl rows are
 :func:`celltl.study_policy` (same operations, per operation and fused) and
 :func:`celltl.light_policy` (the example's), per operation and fused.
 """

@@ -276,7 +276,8 @@ def render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
     if policy_rows:
         lines += ["", "## Whole policies (tf.function, images/s)", "",
                   "Ratio: images/s over the first row of the group (keras-cv's "
-                  "pipeline of the study's operations; light_policy per operation).", "",
+                  "flips and rotation in front of its pipeline of the study's operations, "
+                  "as the study had and as study_policy has; light_policy per operation).", "",
                   "| implementation | images/s | first call (trace, s) | vs first of group |",
                   "|---|---:|---:|---:|"]
         firsts = {}

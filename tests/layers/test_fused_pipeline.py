@@ -527,3 +527,25 @@ def test_augmix_draws_every_step_its_own_magnitudes():
     assert all(a.shape == (draws["width"] * 5,) for a in angles)
     assert not np.allclose(angles[0], angles[1]) and not np.allclose(angles[1], angles[2])
     assert len(np.unique(np.concatenate(angles))) == 3 * draws["width"] * 5
+
+
+@pytest.mark.parametrize("geometry", [True, False])
+def test_tiled_pass_equals_the_pass_over_the_copies(geometry):
+    # AugMix's chains run on ``width`` copies of the batch: the fused pass
+    # with ``tile`` reads each copy's rows from the batch itself (the
+    # resample's ``rows``) and must equal the pass over the written copies,
+    # with geometry (tiled resample) and without (the copies written).
+    x = _smooth(4)
+    layers = [RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=1), rate=0.7, seed=2),
+              GridMask(seed=3)]
+    if geometry:
+        layers.insert(0, Shear(x_factor=0.3, y_factor=0.3, seed=4))
+    policy = FusedPipeline(layers)
+    copies = np.concatenate([x] * 3, axis=0)
+    positions = policy.sample(copies)  # draws for every row of the copies
+    expected = np.asarray(policy._fused(keras.ops.convert_to_tensor(copies), positions))
+    got = np.asarray(policy._fused(keras.ops.convert_to_tensor(x), positions, tile=3))
+    assert got.shape == copies.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # Rows differ per copy (their own draws), so a wrong row mapping shows.
+    assert np.abs(expected[:4] - expected[4:8]).mean() > 1.0

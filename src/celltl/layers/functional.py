@@ -231,6 +231,7 @@ def affine_sample(
     fill_mode="constant",
     fill_value=0.0,
     xp=None,
+    rows=None,
 ):
     """Samples ``images`` at float coordinates with gathers (XLA-friendly).
 
@@ -246,6 +247,9 @@ def affine_sample(
         fill_mode: ``"constant"``, ``"reflect"``, ``"wrap"`` or ``"nearest"``.
         fill_value: value read outside the image in ``"constant"`` mode.
         xp: backend namespace.
+        rows: optional int32 ``(N,)``: the image of ``images`` that output
+            image ``i`` (the ``i``-th of ``x`` and ``y``) reads. ``None``
+            (the default): output image ``i`` reads image ``i``.
     """
     xp = _xp(xp)
     np_ = xp.numpy
@@ -279,8 +283,9 @@ def affine_sample(
     else:
         src_h, src_w = height, width
     flat = np_.reshape(images, (-1, channels))
-    base = np_.arange(xp.shape(images)[0], dtype="int32")[:, None, None]
-    base = base * (src_h * src_w)
+    if rows is None:
+        rows = np_.arange(xp.shape(images)[0], dtype="int32")
+    base = xp.cast(rows, "int32")[:, None, None] * (src_h * src_w)
     out_shape = (-1, height, width, channels)
 
     def corner(iy, ix):

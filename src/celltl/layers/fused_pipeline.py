@@ -398,7 +398,6 @@ class FusedPipeline(RandomLayer):
         if draws is None:
             draws = adapter.sample(x, xp)
         width = draws["width"]
-        batch = xp.shape(x)[0]
         g = draws["g"]
         weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), x.dtype)
         # The draws are laid out chain by chain: chain j's are rows
@@ -410,15 +409,25 @@ class FusedPipeline(RandomLayer):
             [(op, step["ops"][i], step["op"] == i) for i, op in enumerate(adapter.operations)]
             for step in draws["steps"]
         ]
-        chains = np_.concatenate([x] * width, axis=0)
-        if fused:
-            chains = self._split(chains, program, barriers=True)
-        else:
-            chains = self._reference(chains, program)
-        chains = np_.reshape(chains, (width, batch) + tuple(x.shape[1:]))
-        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
         m = xp.cast(draws["a"] / (draws["a"] + draws["b"]), x.dtype)[:, None, None, None]
-        return layer._clip(x * m + mixed * (1 - m))
+
+        def mix(chains, payload):
+            x_, weights_, m_ = payload
+            chains = np_.reshape(chains, (width, -1) + tuple(x_.shape[1:]))
+            mixed = np_.sum(chains * weights_[:, :, None, None, None], axis=0)
+            return layer._clip(x_ * m_ + mixed * (1 - m_))
+
+        if not fused:
+            chains = self._reference(np_.concatenate([x] * width, axis=0), program)
+            return mix(chains, (x, weights, m))
+        if any(self._is_barrier(item[0]) for position in program for item in position):
+            chains = self._split(np_.concatenate([x] * width, axis=0), program, barriers=True)
+        else:
+            # The chains' resample reads the batch itself (no copies of it
+            # written), and the mix is one XLA kernel (not five batch-sized
+            # passes of plain TensorFlow).
+            chains = self._fused(x, [position for position in program if position], tile=width)
+        return self._kernel("mix", mix, chains, (x, weights, m))
 
     def _kernel(self, name, fn, x, payload):
         """``fn(x, payload)`` as an XLA kernel inside TensorFlow graphs.
@@ -459,20 +468,30 @@ class FusedPipeline(RandomLayer):
             cache[key] = compiled
         return compiled(x, *[v for v, t in zip(leaves, is_tensor) if t])
 
-    def _fused(self, x, positions):
-        """Geometry once (one resample), then the pixel operations and masks."""
+    def _fused(self, x, positions, tile=1):
+        """Geometry once (one resample), then the pixel operations and masks.
+
+        ``tile > 1``: the positions run on ``tile`` copies of ``x`` one after
+        another (AugMix's chains); the resample reads each copy's rows from
+        ``x`` itself, so the copies are never written.
+        """
         from celltl.layers.functional import affine_sample
 
         xp = self.backend
+        np_ = xp.numpy
         height, width = x.shape[1], x.shape[2]
         geometry = [[i for i in position if i[0].kind == GEOMETRY] for position in positions]
         masked = [
             k for k, position in enumerate(positions) if any(i[0].kind == MASK for i in position)
         ]
         interpolation, fill_mode, fill_value = self._fill_key
-        total, needed = self._matrices(geometry, masked, height, width, xp.shape(x)[0])
+        total, needed = self._matrices(
+            geometry, masked, height, width, xp.shape(x)[0] * tile
+        )
         suffix = [needed.get(k) for k in range(len(positions))]
-        if total is not None:
+        if total is None and tile > 1:
+            x = np_.concatenate([x] * tile, axis=0)
+        elif total is not None:
             # One resample kernel for every program (the matrices are its
             # input): compiled once per batch size, where a kernel that also
             # built the matrices would be one per program (measured: first
@@ -480,13 +499,17 @@ class FusedPipeline(RandomLayer):
 
             def resample(images, matrix):
                 gx, gy = self._coordinates(matrix, height, width)
+                rows = None
+                if tile > 1:
+                    n = xp.shape(images)[0]
+                    rows = np_.arange(tile * n, dtype="int32") % n
                 out = affine_sample(
                     images, gx, gy, interpolation=interpolation, fill_mode=fill_mode,
-                    fill_value=fill_value, xp=xp,
+                    fill_value=fill_value, xp=xp, rows=rows,
                 )
                 return self._clip_range(out)
 
-            x = self._kernel("resample", resample, x, total)
+            x = self._kernel(f"resample{tile}", resample, x, total)
         sparse = xp.name == "tensorflow" and not in_xla_context()
         for k, position in enumerate(positions):
             items = [i for i in position if i[0].kind != GEOMETRY and not i[0].identity]
