@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/report.py                       # full run, writes benchmarks/RESULTS.md
     python benchmarks/report.py --quick --output /tmp/r.md   # a short smoke pass
-    python benchmarks/report.py --only policy    # one section: policy, training, memory, corruptions
+    python benchmarks/report.py --only policy    # one section: layers, policy, training, memory, corruptions
 
 Everything is measured in this one process, on the same batches: per-layer
 throughput of celltl against keras-cv and Keras core (``tf.function``,
@@ -104,7 +104,9 @@ def measure_policy(bs, rounds, warmup=20):
         fn()
         first = time.perf_counter() - start
         # XLA kernels compile once per sub-batch shape: warm up until steady.
-        ips = images_per_second(fn, bs, rounds=rounds, warmup=warmup)
+        # A call's cost varies with its draws (how many images drew AugMix,
+        # the sub-batch size they take): three times the rounds.
+        ips = images_per_second(fn, bs, rounds=3 * rounds, warmup=warmup)
         out.append((impl, ips, first, "", group))
         log(f"policy {impl}: {ips:.0f} img/s (first call {first:.1f} s)")
     return out
@@ -346,7 +348,7 @@ def main(argv=None):
                         help="model for the training-overhead row")
     parser.add_argument("--output", type=Path, default=None,
                         help="defaults to benchmarks/RESULTS.md (full run)")
-    parser.add_argument("--only", choices=["corruptions", "policy", "training", "memory"],
+    parser.add_argument("--only", choices=["layers", "corruptions", "policy", "training", "memory"],
                         help="run only this section (printed, RESULTS.md untouched "
                              "unless --output is given)")
     args = parser.parse_args(argv)
@@ -355,6 +357,10 @@ def main(argv=None):
     env = environment()
     log("environment:", env)
     corruption_bs = 32 if args.quick else 128
+    if args.only == "layers":
+        rows = measure_layers(batch_sizes, ["tf.function", "jit", "tf.data"], rounds)
+        text = render(env, rows, [], [], [], "python benchmarks/report.py --only layers")
+        return _single(text, args.output)
     if args.only == "policy":
         rows = measure_policy(32 if args.quick else 128, rounds, 2 if args.quick else 20)
         text = render(env, [], rows, [], [], "python benchmarks/report.py --only policy")
