@@ -232,7 +232,7 @@ def _split_middle_layers():
     # layer that only some images draw.
     return [
         keras.layers.RandomFlip("horizontal_and_vertical", seed=1),
-        RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=2), rate=0.7, seed=3),
+        RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=2), rate=0.7, seed=8),
         RandomApply(keras.layers.Lambda(lambda t: t * 0.5 + 40.0), rate=0.5, seed=4),
         keras.layers.RandomFlip("horizontal", seed=5),
         RandomApply(ColorDegenerate(factor=(0.2, 1.0), seed=6), rate=0.7, seed=7),
@@ -252,16 +252,20 @@ def test_split_images_take_every_operation_once(traced):
     def both(t):
         positions = policy.sample(t)
         (drew,) = [item[2] for p in positions for item in p if item[0].kind == "opaque"]
+        first = positions[1][0][2]  # who drew the colour operation before it
         fused = policy.apply_draws(t, positions, fused=True)
-        return fused, policy.apply_draws(t, positions, fused=False), drew
+        return fused, policy.apply_draws(t, positions, fused=False), drew, first
 
     if traced:
         import tensorflow as tf
 
         both = tf.function(both)
         x = tf.constant(x)
-    fused, chain, drew = (np.asarray(v) for v in both(x))
+    fused, chain, drew, first = (np.asarray(v) for v in both(x))
     assert 0 < drew.sum() < len(drew)  # both groups
+    # Among the split images, some drew the operation before the split and
+    # some did not (the split path must keep their own activities).
+    assert 0 < (first & drew).sum() < drew.sum()
     np.testing.assert_allclose(fused, chain, atol=1e-3)
 
 

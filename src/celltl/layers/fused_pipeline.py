@@ -341,9 +341,20 @@ class FusedPipeline(RandomLayer):
         # path's intermediates are gone before it runs (peak memory).
         slow = tf.reduce_any(tf.stack(conditional, axis=0), axis=0)
         prefix = positions[: last + 1]
+        only = conditional[0] if len(conditional) == 1 else None
 
         def split(sub, rows):
-            return self._split(sub, _gather_positions(prefix, rows, xp), barriers=True)
+            gathered = _gather_positions(prefix, rows, xp)
+            if only is not None:
+                # Every image of the sub-batch drew the one such operation
+                # (padding rows are dropped): it runs on the whole sub-batch,
+                # not on a sub-batch of it.
+                gathered = [
+                    [(a, d, None if orig[2] is only else act)
+                     for (a, d, act), orig in zip(position, original)]
+                    for position, original in zip(gathered, prefix)
+                ]
+            return self._split(sub, gathered, barriers=True)
 
         index, out = _rows_result(images, slow, split)
         images = tf.tensor_scatter_nd_update(images, index[:, None], tf.cast(out, images.dtype))
