@@ -7,6 +7,8 @@ skip elsewhere.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -410,6 +412,33 @@ def test_tf_function_fused_equals_chain():
 
 
 @TF_ONLY
+def test_position_on_the_images_that_drew_it_equals_the_batch_pass(monkeypatch):
+    # A position few images drew runs on those images only (a padded
+    # sub-batch, its draws, statistics and mask coordinates gathered, the
+    # result written back): the same images as the pass over the batch.
+    import tensorflow as tf
+
+    from celltl.layers import fused_pipeline as engine
+
+    policy = FusedPipeline(_pixel_layers() + [Shear(x_factor=0.3, y_factor=0.3, seed=12)])
+    x = tf.constant(_smooth(12))
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        monkeypatch.setattr(engine, "SPARSE", 0.0)  # read when traced
+        batch = policy.apply_draws(t, positions, True)
+        monkeypatch.setattr(engine, "SPARSE", math.inf)
+        rows = policy.apply_draws(t, positions, True)
+        return batch, rows
+
+    for _ in range(3):  # new draws each call
+        batch, rows = (np.asarray(v) for v in both(x))
+        np.testing.assert_allclose(rows, batch, atol=1e-3)
+        assert np.abs(batch - np.asarray(x)).mean() > 1.0  # the policy did something
+
+
+@TF_ONLY
 def test_tf_function_routing_equals_chain():
     import tensorflow as tf
 
@@ -553,3 +582,23 @@ def test_tiled_pass_equals_the_pass_over_the_copies(geometry):
     np.testing.assert_allclose(got, expected, atol=1e-4)
     # Rows differ per copy (their own draws), so a wrong row mapping shows.
     assert np.abs(expected[:4] - expected[4:8]).mean() > 1.0
+
+
+@pytest.mark.parametrize("weights", [None, [5.0, 1.0, 1.0, 0.5]])
+def test_round_share_bounds_the_share_that_draws_each_branch(weights):
+    # Positions expected to be drawn by few images run on those images only:
+    # the expected share per branch and round must not understate the draws
+    # (exact, 1 / M, without weights).
+    from celltl.layers.fused_pipeline import _round_share
+
+    layers = [ColorDegenerate(seed=i) for i in range(4)]
+    choice = RandomChoice(layers, num=3, weights=weights, seed=0)
+    order = np.asarray(choice._draw_order(20000))
+    for position in range(3):
+        for branch in range(4):
+            drawn = float(np.mean(order[:, position] == branch))
+            bound = _round_share(choice, branch, position)
+            assert drawn <= bound + 0.015, (position, branch, drawn, bound)
+            if weights is None:
+                assert abs(drawn - bound) < 0.015
+    assert _round_share(choice, 0, 0) == (0.25 if weights is None else 5.0 / 7.5)

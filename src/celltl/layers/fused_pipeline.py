@@ -81,6 +81,14 @@ MERGE_ROUNDS = True
 #: two up to this size and to a multiple of it above (few compiled shapes).
 BUCKET = 32
 
+#: A position whose operations at most this share of the images is expected
+#: to draw (a RandAugment's second operation: from the rates and choices of
+#: the chain) runs on the images that drew them only, a
+#: padded sub-batch written into the batch (:meth:`FusedPipeline._few_rows`);
+#: ``0`` runs every position on the whole batch, ``math.inf`` every position
+#: whose images are known on the images that drew it.
+SPARSE = 0.25
+
 _kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -175,6 +183,9 @@ class FusedPipeline(RandomLayer):
         #: (interpolation, fill_mode, fill_value) of the one resample.
         self._fill_key = max(set(keys), key=keys.count) if keys else ("bilinear", "reflect", 0.0)
         self._nested = [leaf.layer for leaf in leaves] + self._composites(self._program)
+        #: id(activity) -> (activity, the share of the images expected to
+        #: have drawn it), filled while a call is traced (:meth:`_share`).
+        self._shares = {}
 
     @staticmethod
     def _composites(node):
@@ -219,8 +230,12 @@ class FusedPipeline(RandomLayer):
         with borrowed_backends(self._nested, self.backend):
             # AugMix draws when it runs, for the images that drew it only
             # (its draws do not depend on being drawn).
-            positions = self._flatten(self._program, images, None, lazy=True)
-            return self._run(images, positions)
+            self._shares = {}
+            try:
+                positions = self._flatten(self._program, images, None, lazy=True)
+                return self._run(images, positions)
+            finally:
+                self._shares = {}
 
     def sample(self, images):
         """Draws every choice and magnitude of the chain for ``images``.
@@ -230,6 +245,7 @@ class FusedPipeline(RandomLayer):
         tensor (or None for every image), and the items of a position are
         mutually exclusive per image.
         """
+        self._shares = {}
         return self._flatten(self._program, images, None)
 
     def apply_draws(self, images, positions, fused=True):
@@ -269,19 +285,41 @@ class FusedPipeline(RandomLayer):
                 return self._flatten(node[2], images, active, lazy)
             batch = xp.shape(images)[0]
             draw = xp.random.uniform((batch,), dtype="float32", seed=layer._seed())
-            return self._flatten(node[2], images, _and(active, draw < layer.rate, xp), lazy)
+            drew = self._shared(_and(active, draw < layer.rate, xp), self._share(active) * layer.rate)
+            return self._flatten(node[2], images, drew, lazy)
         layer, branches = node[1], node[2]
         order = layer._draw_order(xp.shape(images)[0])
         rounds = []
         for position in range(layer.num):
             drew = _unstack_columns(order[:, position], len(branches), xp)
             parts = [
-                self._flatten(sub, images, _and(active, drew[i], xp), lazy)
+                self._flatten(
+                    sub, images,
+                    self._shared(
+                        _and(active, drew[i], xp),
+                        self._share(active) * _round_share(layer, i, position),
+                    ),
+                    lazy,
+                )
                 for i, sub in enumerate(branches)
             ]
             depth = max(len(p) for p in parts)
             rounds.append((parts, depth))
         return _merge_rounds(rounds, xp) if MERGE_ROUNDS else _concat_rounds(rounds)
+
+    def _shared(self, active, share):
+        """``active``, recorded as drawn by ``share`` of the images."""
+        if active is not None:
+            self._shares[id(active)] = (active, share)
+        return active
+
+    def _share(self, active):
+        """The share of the images expected to have drawn ``active`` (1 for
+        None, every image; infinity for an activity not recorded)."""
+        if active is None:
+            return 1.0
+        entry = self._shares.get(id(active))
+        return entry[1] if entry is not None and entry[0] is active else math.inf
 
     # -- running -------------------------------------------------------------------
     def _is_barrier(self, adapter):
@@ -359,7 +397,8 @@ class FusedPipeline(RandomLayer):
         index, out = _rows_result(images, slow, split)
         images = tf.tensor_scatter_nd_update(images, index[:, None], tf.cast(out, images.dtype))
         rest = tf.logical_not(slow)
-        done = [[(adapter, draws, _and(active, rest, xp)) for adapter, draws, active in position]
+        done = [[(adapter, draws, self._shared(_and(active, rest, xp), self._share(active)))
+                 for adapter, draws, active in position]
                 for position in prefix]
         return self._split(images, done + positions[last + 1:], barriers=False)
 
@@ -526,29 +565,72 @@ class FusedPipeline(RandomLayer):
             items = [i for i in position if i[0].kind != GEOMETRY and not i[0].identity]
             if not items:
                 continue
-            stats, sharp = None, []
-            if sparse:
-                # Statistics and the blur only for the images that drew an
-                # operation needing them (a gathered sub-batch, plain
-                # TensorFlow: its size varies); the pointwise rest and the
-                # masks in one XLA kernel over the batch.
-                stats = self._sparse_stats(x, [i for i in items if i[0].stats])
-                sharp = [i for i in items if i[0].family == "sharpness"]
-                items = [i for i in items if i[0].family != "sharpness"]
-            before = x
-            if items:
-
-                def run_position(images, payload):
-                    items_, suffix_, stats_ = payload
-                    return self._position(
-                        images, items_, suffix_, interpolation, height, width,
-                        xp.shape(images)[0], stats_,
-                    )
-
-                x = self._kernel("position", run_position, x, (items, suffix[k], stats))
-            if sharp:
-                x = self._sparse_sharpen(before, x, sharp)
+            known = all(i[2] is not None for i in items)
+            # Not AugMix's chains (tile > 1): their steps share one kernel
+            # at the chains' size (sub-batches of them: one compilation
+            # more, first call +0.5 s, and no faster).
+            if sparse and known and tile == 1 and sum(self._share(i[2]) for i in items) <= SPARSE:
+                x = self._few_rows(x, items, suffix[k], interpolation)
+            else:
+                x = self._pixel_position(x, items, suffix[k], interpolation, sparse)
         return x
+
+    def _pixel_position(self, x, items, suffix, interpolation, sparse):
+        """One position's pixel operations and masks on ``x``: one XLA
+        kernel, with (``sparse``) the statistics and the blur only for the
+        images that drew an operation needing them."""
+        xp = self.backend
+        height, width = x.shape[1], x.shape[2]
+        stats, sharp = None, []
+        if sparse:
+            # Statistics and the blur only for the images that drew an
+            # operation needing them (a gathered sub-batch, plain
+            # TensorFlow: its size varies); the pointwise rest and the
+            # masks in one XLA kernel over the batch.
+            stats = self._sparse_stats(x, [i for i in items if i[0].stats])
+            sharp = [i for i in items if i[0].family == "sharpness"]
+            items = [i for i in items if i[0].family != "sharpness"]
+        before = x
+        if items:
+
+            def run_position(images, payload):
+                items_, suffix_, stats_ = payload
+                return self._position(
+                    images, items_, suffix_, interpolation, height, width,
+                    xp.shape(images)[0], stats_,
+                )
+
+            x = self._kernel("position", run_position, x, (items, suffix, stats))
+        if sharp:
+            x = self._sparse_sharpen(before, x, sharp)
+        return x
+
+    def _few_rows(self, x, items, suffix, interpolation):
+        """:meth:`_pixel_position` on the images that drew one of ``items``
+        only (TensorFlow graphs): a padded sub-batch, its draws, statistics
+        and mask coordinates gathered, the result written into ``x``. For a
+        position few images are expected to draw (at most :data:`SPARSE`:
+        a RandAugment's second operation, a tenth of the images at batch
+        128); any number of them gives the same images."""
+        import tensorflow as tf
+
+        xp = self.backend
+        drawn = tf.reduce_any(tf.stack([active for _, _, active in items], axis=0), axis=0)
+
+        def run(sub, rows):
+            (taken,) = _gather_positions([items], rows, xp)
+            taken_suffix = None if suffix is None else tf.gather(suffix, rows)
+            return self._pixel_position(sub, taken, taken_suffix, interpolation, True)
+
+        # One sub-batch size for the usual counts (a power of two at least
+        # SPARSE of the batch; more only when more images drew the
+        # position): one compilation for every such position of the chain
+        # and no new shapes from call to call.
+        expected = min(SPARSE, 1.0) * tf.cast(tf.shape(x)[0], "float32")
+        least = tf.cast(tf.pow(2.0, tf.math.ceil(tf.math.log(tf.maximum(expected, 1.0))
+                                                 / math.log(2.0))), "int32")
+        index, out = _rows_result(x, drawn, run, least)
+        return tf.tensor_scatter_nd_update(x, index[:, None], out)
 
     def _matrices(self, geometry, masked, height, width, batch):
         """The chain's composed matrix and the suffix products the masks of
@@ -766,14 +848,15 @@ def _on_rows(x, active, fn):
     return tf.tensor_scatter_nd_update(x, index[:, None], tf.cast(out, x.dtype))
 
 
-def _rows_result(x, active, fn):
+def _rows_result(x, active, fn, least=None):
     """``(rows, fn(sub, rows))`` for the images of ``x`` where ``active``
     (TensorFlow graphs and eager): their int32 indices and results.
 
     ``sub`` is those images padded (with copies of image 0) to a power of two
-    up to :data:`BUCKET` and to a multiple of it above, so that the XLA
-    kernels ``fn`` runs see a few shapes only; ``rows`` are their int32
-    indices. Nothing runs when no image is active.
+    up to :data:`BUCKET` and to a multiple of it above, and to at least
+    ``least`` (an int32 scalar, or None), so that the XLA kernels ``fn`` runs
+    see a few shapes only; ``rows`` are their int32 indices. Nothing runs
+    when no image is active.
     """
     import tensorflow as tf
 
@@ -785,6 +868,8 @@ def _rows_result(x, active, fn):
         size = tf.where(
             n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
         )
+        if least is not None:
+            size = tf.maximum(size, least)
         padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
         return tf.cast(fn(tf.gather(x, padded), padded)[:n], x.dtype)
 
@@ -792,6 +877,23 @@ def _rows_result(x, active, fn):
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
+
+
+def _round_share(choice, branch, position):
+    """An upper bound on the share of the images for which ``choice`` draws
+    ``branch`` in round ``position`` (exact without weights: ``1 / M``).
+
+    Rounds draw without replacement, in proportion to the weights: given the
+    branches drawn before, branch ``i`` comes next with probability ``w_i``
+    over the weights left, at most ``w_i`` over all the weights but the
+    ``position`` largest of the others."""
+    weights = choice.choice_weights
+    if weights is None:
+        return 1.0 / len(choice.choice_layers)
+    weights = [float(w) for w in weights]
+    others = sorted((w for j, w in enumerate(weights) if j != branch), reverse=True)
+    left = sum(weights) - sum(others[:position])
+    return 1.0 if left <= 0 else min(1.0, weights[branch] / left)
 
 
 def _unstack_columns(index, num, xp):
