@@ -20,6 +20,9 @@ layer's own sampler, so the distributions are the unfused policy's), then:
 - **statistics and filters only where drawn**: the per-image statistics
   of auto-contrast and contrast and the 3x3 blur of sharpness are computed
   on the images that drew them (a gathered sub-batch), not on the batch;
+  a whole position that few images are expected to draw (at most
+  :data:`SPARSE` of them, from the chain's rates and choices: RandAugment's
+  second operation) runs on those images only, written into the batch;
 - **only what must, apart**: operations that need the image as it stands
   (:class:`~celltl.AugMix`, whose chains run together as one fused program, and
   any layer the engine does not know) split the chain. When only some images
