@@ -439,6 +439,33 @@ def test_position_on_the_images_that_drew_it_equals_the_batch_pass(monkeypatch):
 
 
 @TF_ONLY
+def test_study_policy_runs_randaugments_second_operation_on_its_images(monkeypatch):
+    # The share each position is expected to be drawn by comes from the
+    # chain's rates and choices: in study_policy RandAugment's second
+    # operation (0.8 x 1/8 of the images, one position per round; its 7
+    # pixel operations of 13, the geometry being in the resample) takes the
+    # sub-batch path; light_policy's choice (half the images) does not.
+    import tensorflow as tf
+
+    from celltl.layers import fused_pipeline as engine
+
+    calls = []
+    few_rows = engine.FusedPipeline._few_rows
+
+    def spy(self, x, items, *args):
+        calls.append(sum(self._share(active) for _, _, active in items))
+        return few_rows(self, x, items, *args)
+
+    monkeypatch.setattr(engine.FusedPipeline, "_few_rows", spy)
+    x = tf.zeros((16, 32, 32, 3))
+    for make, expected in [(celltl.study_policy, [0.1 * 7 / 13] * 2), (celltl.light_policy, [])]:
+        calls.clear()
+        policy = make(seed=0)
+        tf.function(lambda t, policy=policy: policy(t, training=True))(x)
+        np.testing.assert_allclose(calls, expected, rtol=1e-6)
+
+
+@TF_ONLY
 def test_tf_function_routing_equals_chain():
     import tensorflow as tf
 

@@ -629,9 +629,7 @@ class FusedPipeline(RandomLayer):
         # SPARSE of the batch; more only when more images drew the
         # position): one compilation for every such position of the chain
         # and no new shapes from call to call.
-        expected = min(SPARSE, 1.0) * tf.cast(tf.shape(x)[0], "float32")
-        least = tf.cast(tf.pow(2.0, tf.math.ceil(tf.math.log(tf.maximum(expected, 1.0))
-                                                 / math.log(2.0))), "int32")
+        least = _pow2(min(SPARSE, 1.0) * tf.cast(tf.shape(x)[0], "float32"))
         index, out = _rows_result(x, drawn, run, least)
         return tf.tensor_scatter_nd_update(x, index[:, None], out)
 
@@ -867,10 +865,7 @@ def _rows_result(x, active, fn, least=None):
     n = tf.shape(index)[0]
 
     def run():
-        log2 = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), "float32")) / math.log(2.0))
-        size = tf.where(
-            n <= BUCKET, tf.cast(tf.pow(2.0, log2), "int32"), (n + BUCKET - 1) // BUCKET * BUCKET
-        )
+        size = tf.where(n <= BUCKET, _pow2(tf.cast(n, "float32")), (n + BUCKET - 1) // BUCKET * BUCKET)
         if least is not None:
             size = tf.maximum(size, least)
         padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
@@ -880,6 +875,15 @@ def _rows_result(x, active, fn, least=None):
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
+
+
+def _pow2(value):
+    """The smallest power of two at least ``value`` (a float32 scalar
+    tensor; 1 for values up to 1), as int32."""
+    import tensorflow as tf
+
+    log2 = tf.math.ceil(tf.math.log(tf.maximum(value, 1.0)) / math.log(2.0))
+    return tf.cast(tf.pow(2.0, log2), "int32")
 
 
 def _round_share(choice, branch, position):
