@@ -438,6 +438,57 @@ def test_position_on_the_images_that_drew_it_equals_the_batch_pass(monkeypatch):
         assert np.abs(batch - np.asarray(x)).mean() > 1.0  # the policy did something
 
 
+@pytest.mark.parametrize("geometry", [False, True], ids=["callers-batch", "own-batch"])
+@TF_ONLY
+def test_sub_batch_results_are_written_in_place_only_into_the_engines_own_batches(
+    monkeypatch, geometry
+):
+    # Results of sub-batches (a position few images drew, the sharpness
+    # blend) are written in place into a batch one of the engine's kernels
+    # made, and into a copy of anything else: without geometry the first
+    # positions read the caller's batch itself (the blend alone runs no
+    # kernel), which must come back untouched. Same images either way.
+    import tensorflow as tf
+
+    from celltl.layers import fused_pipeline as engine
+
+    layers = [
+        RandomApply(keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=1), rate=0.5, seed=2),
+        RandomApply(ColorDegenerate(factor=(0.0, 0.5), seed=3), rate=0.2, seed=4),
+        RandomApply(Cutout(num_holes=(1, 2), seed=5), rate=0.2, seed=6),
+        keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=7),
+    ]
+    if geometry:
+        layers.insert(0, RandomAffine(rotation=30.0, seed=8))
+    policy = FusedPipeline(layers)
+    data = _smooth(32)
+    x = tf.constant(data)
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        monkeypatch.setattr(engine, "IN_PLACE", False)  # read when traced
+        copied = policy.apply_draws(t, positions, True)
+        monkeypatch.setattr(engine, "IN_PLACE", True)
+        in_place = policy.apply_draws(t, positions, True)
+        return copied, in_place
+
+    graph = both.get_concrete_function(x).graph
+    ops = [op.type for op in graph.get_operations()]
+    ops += [n.op for f in graph.as_graph_def().library.function for n in f.node_def]
+    # Writes of the in-place pass: the blend of the first position, the
+    # colour and the Cutout positions (the blend of the last, every image's,
+    # writes nothing). Without geometry the first two go into a copy (the
+    # caller's batch; the copy the first made, or that batch where no image
+    # drew the blend), the third into the second's copy.
+    assert ops.count("InplaceUpdate") == (3 if geometry else 1)
+    for _ in range(3):  # new draws each call
+        copied, in_place = (np.asarray(v) for v in both(x))
+        np.testing.assert_array_equal(np.asarray(x), data)  # the caller's batch
+        np.testing.assert_allclose(in_place, copied, atol=1e-4)
+        assert np.abs(copied - data).mean() > 1.0  # the policy did something
+
+
 @TF_ONLY
 def test_study_policy_runs_randaugments_second_operation_on_its_images(monkeypatch):
     # The share each position is expected to be drawn by comes from the
