@@ -490,6 +490,41 @@ def test_sub_batch_results_are_written_in_place_only_into_the_engines_own_batche
 
 
 @TF_ONLY
+def test_gradients_flow_through_in_place_writes_as_through_copies(monkeypatch):
+    # tf.raw_ops.InplaceUpdate has no gradient of its own: the engine gives
+    # the write's, so a model with trainable layers before the policy still
+    # trains. For the same draws: the same gradient as the writes into copies.
+    import tensorflow as tf
+
+    from celltl.layers import fused_pipeline as engine
+
+    policy = FusedPipeline([
+        RandomAffine(rotation=30.0, seed=8),
+        RandomApply(keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=1), rate=0.5, seed=2),
+        RandomApply(ColorDegenerate(factor=(0.0, 0.5), seed=3), rate=0.2, seed=4),
+    ])
+    x = tf.constant(_smooth(32))
+    weights = tf.constant(np.random.default_rng(1).normal(size=(32, 32, 32, 3)).astype("float32"))
+
+    @tf.function
+    def both(t):
+        positions = policy.sample(t)
+        grads = []
+        for in_place in (False, True):
+            monkeypatch.setattr(engine, "IN_PLACE", in_place)  # read when traced
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                loss = tf.reduce_sum(policy.apply_draws(t, positions, True) * weights)
+            grads.append(tape.gradient(loss, t))
+        return grads
+
+    for _ in range(3):  # new draws each call
+        copied, in_place = (np.asarray(v) for v in both(x))
+        assert np.abs(copied).sum() > 0
+        np.testing.assert_allclose(in_place, copied, rtol=1e-5, atol=1e-5)
+
+
+@TF_ONLY
 def test_study_policy_runs_randaugments_second_operation_on_its_images(monkeypatch):
     # The share each position is expected to be drawn by comes from the
     # chain's rates and choices: in study_policy RandAugment's second

@@ -712,23 +712,26 @@ class FusedPipeline(RandomLayer):
         xp = self.backend
         rows = self._rows([active for _, _, active in items])
 
-        def sharpen():
+        def blended():
             c = tf.zeros((tf.shape(before)[0],), "float32")
             for adapter, draws, active in items:
                 blend = tf.cast(adapter.blend(draws, xp), "float32")
                 c = blend if active is None else tf.where(active, blend, c)
             sub = before if rows is None else tf.gather(before, rows)
             c = tf.cast(c if rows is None else tf.gather(c, rows), sub.dtype)[:, None, None, None]
-            out = self._clip_range(sub + c * (_blur3_conv(sub) - sub))
-            if rows is None:
-                return out
-            return _write_rows(x, rows, out, own)
+            return tf.cast(self._clip_range(sub + c * (_blur3_conv(sub) - sub)), x.dtype)
 
         if rows is None:
-            return sharpen()
+            return blended()
         # Often no image drew it (at batch 32, four times in five): no
         # gather, filter or write (a copy of the batch) then.
-        return tf.cond(tf.shape(rows)[0] > 0, sharpen, lambda: x)
+        drew = tf.shape(rows)[0] > 0
+        if _in_place(own):
+            # The write outside the cond (an empty write where no image
+            # drew it): its gradient is not built inside a cond branch.
+            nothing = lambda: tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)  # noqa: E731
+            return _write_rows(x, rows, tf.cond(drew, blended, nothing), own)
+        return tf.cond(drew, lambda: _write_rows(x, rows, blended(), own), lambda: x)
 
     def _position(self, x, position, suffix, interpolation, height, width, batch, stats=None):
         """One position's pixel operations and masks, one pass per family
@@ -866,6 +869,13 @@ def _on_rows(x, active, fn):
 IN_PLACE = True
 
 
+def _in_place(own):
+    """Whether :func:`_write_rows` writes a batch the engine owns in place."""
+    import tensorflow as tf
+
+    return bool(own) and IN_PLACE and not tf.executing_eagerly()
+
+
 def _write_rows(x, rows, out, own):
     """``x`` with rows ``rows`` (int32, distinct) replaced by ``out``.
 
@@ -876,13 +886,29 @@ def _write_rows(x, rows, out, own):
     ``tensor_scatter_nd_update`` copies the whole batch first (measured at
     batch 128 of 96x96: 1.6 ms against 9.3 ms). Anything else, eager
     tensors and the caller's batch included, is written into a copy.
+
+    Both are differentiable (``InplaceUpdate`` has no gradient of its own:
+    the write's is given here, and it reads neither buffer), so gradients
+    still flow through the policy to what is before it.
     """
     import tensorflow as tf
 
     out = tf.cast(out, x.dtype)
-    if own and IN_PLACE and not tf.executing_eagerly():
-        return tf.raw_ops.InplaceUpdate(x=x, i=rows, v=out)
-    return tf.tensor_scatter_nd_update(x, rows[:, None], out)
+    if not _in_place(own):
+        return tf.tensor_scatter_nd_update(x, rows[:, None], out)
+
+    @tf.custom_gradient
+    def write(x, out, rows):
+        # ``rows`` an input, not a capture: inside a ``tf.cond`` branch its
+        # gradient must be built from the branch's own tensors.
+        def grad(dy):
+            # The written rows' gradient goes to ``out``, the others' to ``x``.
+            taken = tf.gather(dy, rows)
+            return tf.tensor_scatter_nd_update(dy, rows[:, None], tf.zeros_like(taken)), taken, None
+
+        return tf.raw_ops.InplaceUpdate(x=x, i=rows, v=out), grad
+
+    return write(x, out, rows)
 
 
 def _rows_result(x, active, fn, least=None):
