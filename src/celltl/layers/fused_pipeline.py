@@ -857,11 +857,9 @@ class FusedPipeline(RandomLayer):
 
 def _on_rows(x, active, fn):
     """``fn(sub, rows)`` on the images of ``x`` where ``active`` (TensorFlow
-    graphs and eager), written into ``x`` (see :func:`_rows_result`)."""
-    import tensorflow as tf
-
+    graphs and eager), written into a copy of ``x`` (see :func:`_rows_result`)."""
     index, out = _rows_result(x, active, fn)
-    return tf.tensor_scatter_nd_update(x, index[:, None], tf.cast(out, x.dtype))
+    return _write_rows(x, index, out, own=False)
 
 
 #: Write the results of a sub-batch into a batch the engine made itself in
