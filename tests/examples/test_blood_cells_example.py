@@ -37,7 +37,7 @@ OUTPUTS = ["model.keras", "labels.json", "metrics.json", "confusion_matrix.png",
            "training_curves.png", "augmentation_grid.png", "audit.md"]
 
 
-def _run(script, *args, timeout=600):
+def _run(script, *args, timeout=1200):
     # No TF_CPP_MIN_LOG_LEVEL: the scripts must quiet TensorFlow themselves.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONWARNINGS"] = "ignore"
@@ -415,7 +415,7 @@ def test_quiet_import_prints_nothing():
             "tf = quiet.import_tensorflow(); import keras; print('ready')")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=300, env=env)
+                       text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == "ready\n" and r.stderr == "", r.stderr[:1000]
 
