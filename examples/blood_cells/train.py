@@ -40,6 +40,7 @@ PROFILES = {
         head_epochs=2, epochs=40, max_train_images=2000, max_eval_images=1000,
         synthetic_images=1600, policy="light", patience=5, min_epochs=30,
         stain_norm="reinhard", robustness_images=200, cpu_batch=32, gpu_batch=256,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
     ),
     # All the training images, for a budget of training images seen rather
     # than a number of epochs, so that it takes about 20 minutes on a 2-core
@@ -50,12 +51,14 @@ PROFILES = {
         max_train_images=0, max_eval_images=0,
         synthetic_images=1600, policy="light", patience=15, min_epochs=40,
         stain_norm="reinhard", robustness_images=500, cpu_batch=32, gpu_batch=256,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
     ),
     "full": dict(
         backbone="convnext_tiny", image_size=96, weights="imagenet",
         head_epochs=5, epochs=30, max_train_images=0, max_eval_images=0,
         synthetic_images=8000, policy="study", patience=5, min_epochs=5,
         stain_norm="reinhard", robustness_images=-1, cpu_batch=32, gpu_batch=512,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
     ),
 }
 # Early stopping and the best checkpoint watch this; the epoch with the
@@ -110,11 +113,26 @@ def parse_args(argv=None):
                    help="augmentation policy: 'study' = celltl.study_policy; "
                         "'light' = flips, rotation/zoom and one of GridMask/"
                         "Cutout/Shear/ColorDegenerate (quick: light, full: study)")
-    p.add_argument("--stain-norm", choices=("reinhard", "grey_world", "none"),
+    p.add_argument("--stain-norm",
+                   choices=("reinhard", "grey_world", "background", "macenko", "none"),
                    default=None,
                    help="normalise the colour of every image, in training and "
                         "at inference (celltl.StainNormalization, carried by the "
-                        "saved model)")
+                        "saved model; 'background': white-point correction to "
+                        "the image's own background colour)")
+    p.add_argument("--cell-scale", type=float, default=None,
+                   help="strength in [0, 1] of celltl.CellScale, which zooms "
+                        "every image so its nucleus has a canonical size "
+                        "(carried by the saved model; 0 = off)")
+    p.add_argument("--zoom", default=None,
+                   help="zoom range MIN,MAX of the light policy's RandomAffine "
+                        "(-0.4: cells 1.7x larger; quick: -0.1,0.1)")
+    p.add_argument("--stain-augment", type=float, default=None,
+                   help="HED stain jitter of the light policy (quick: 0.05)")
+    p.add_argument("--other-lab", action="append", default=[], metavar="PATH",
+                   help="labelled cells of another lab (.npz or class folders), "
+                        "scored in step 8 per class, over all classes and over "
+                        "the lab's own (repeatable; never trained on)")
     p.add_argument("--robustness-images", type=int, default=None,
                    help="test cells evaluated under every corruption and "
                         "severity in step 8 (stratified cap; -1 = all, 0 = skip)")
@@ -176,7 +194,7 @@ def parse_args(argv=None):
     for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
                 "max_train_images", "max_eval_images", "synthetic_images",
                 "patience", "min_epochs", "policy", "stain_norm",
-                "robustness_images"):
+                "robustness_images", "cell_scale", "zoom", "stain_augment"):
         if getattr(args, key) is None:
             setattr(args, key, prof[key])
     if args.verbose is None:
@@ -205,6 +223,20 @@ def check_args(args):
     if args.robustness_images < -1:
         raise UserError("--robustness-images must be -1 (all), 0 (skip) or a "
                         f"positive cap. Received: {args.robustness_images}")
+    if not 0.0 <= args.cell_scale <= 1.0:
+        raise UserError(f"--cell-scale must be in [0, 1]. Received: {args.cell_scale}")
+    try:
+        low, high = (float(v) for v in str(args.zoom).split(","))
+    except ValueError:
+        raise UserError(f"--zoom must be MIN,MAX. Received: {args.zoom!r}") from None
+    if not -0.9 <= low <= high <= 2.0:
+        raise UserError(f"--zoom must satisfy -0.9 <= MIN <= MAX <= 2. Received: {args.zoom!r}")
+    args.zoom = (low, high)
+    if not 0.0 <= args.stain_augment <= 1.0:
+        raise UserError(f"--stain-augment must be in [0, 1]. Received: {args.stain_augment}")
+    for path in args.other_lab:
+        if not os.path.exists(path):
+            raise UserError(f"--other-lab: no such file or folder: {path}")
     if args.synthetic_images < 16:
         raise UserError("--synthetic-images must be >= 16. "
                         f"Received: {args.synthetic_images}")
@@ -428,20 +460,49 @@ def split_data(x, y, splits, args):
 # --------------------------------------------------------------------------
 
 
-def make_policy(kind, seed):
-    """``light``: :func:`celltl.light_policy`; ``study``:
-    :func:`celltl.study_policy`. Both include the acquisition shifts
-    (:func:`celltl.acquisition_policy`)."""
+def make_policy(args, seed):
+    """``light``: :func:`celltl.light_policy` (``--zoom``, ``--stain-augment``);
+    ``study``: :func:`celltl.study_policy`. Both include the acquisition
+    shifts (:func:`celltl.acquisition_policy`)."""
     from celltl import light_policy, study_policy
 
-    if kind == "study":
+    if args.policy == "study":
         return study_policy(num=2, rate=0.8, magnitude=0.3, seed=seed)
-    return light_policy(seed=seed)
+    return light_policy(zoom=args.zoom, stain=args.stain_augment, seed=seed)
 
 
 # --------------------------------------------------------------------------
 # Steps 6-7: model and training
 # --------------------------------------------------------------------------
+
+
+def make_preprocessing(args, x_tr):
+    """The deterministic layers the model applies in training and at
+    inference, carried by the saved model: :class:`celltl.CellScale`
+    (``--cell-scale``), then :class:`celltl.StainNormalization`
+    (``--stain-norm``), both adapted to the training images."""
+    import keras
+
+    from celltl import CellScale, StainNormalization
+
+    layers = []
+    if args.cell_scale > 0:
+        scale = CellScale(strength=args.cell_scale).adapt(x_tr)
+        layers.append(scale)
+        print(f"  cell scale (strength {args.cell_scale:g}): every nucleus zoomed to "
+              f"{scale.target_radius:.3f} of the side (the training images' median)")
+    if args.stain_norm != "none":
+        # Percentile statistics (median, 5-95% spread): a large dark nucleus
+        # moves them less than mean/std (measured: see the Robustness guide).
+        norm = StainNormalization(method=args.stain_norm, statistics="percentile")
+        norm.adapt(x_tr)
+        layers.append(norm)
+        print(f"  stain normalisation ({args.stain_norm}) of every image, in training "
+              "and at inference; target adapted to the training images: "
+              + ", ".join(f"{v:.3g}" for v in norm.target_means))
+    if not layers:
+        return None
+    return layers[0] if len(layers) == 1 else keras.layers.Pipeline(layers, name="preprocessing")
 
 
 def build_model(args, num_classes, policy, stain_norm):
@@ -528,6 +589,35 @@ def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
     return rep.to_dict()
 
 
+def evaluate_other_labs(model, names, args, batch, out_dir):
+    """Step 8, continued: every ``--other-lab`` scored per class, over all
+    classes and over the lab's own (:func:`celltl.robustness.evaluate_labs`);
+    writes ``other_labs.md`` and ``other_labs.png``; returns the report's
+    dict (None without ``--other-lab``)."""
+    import numpy as np
+
+    from celltl.data import load_lab, prepare_images
+    from celltl.robustness import evaluate_labs
+
+    if not args.other_lab:
+        return None
+    labs = {}
+    for path in args.other_lab:
+        cells = load_lab(path, names)
+        labs[Path(path).stem] = (prepare_images(cells.images, **args.preparation),
+                                 cells.labels)
+    rep = evaluate_labs(model, labs, names, batch_size=batch, tta=args.tta)
+    (out_dir / "other_labs.md").write_text(
+        f"# Other labs: {args.backbone}\n\n" + rep.to_markdown())
+    rep.save_plot(out_dir / "other_labs.png")
+    for lab, r in rep.labs.items():
+        print(f"  other lab {lab}: {r['images']} cells, accuracy {r['accuracy']:.3f}, "
+              f"over its {len(r['classes'])} classes {r['accuracy_restricted']:.3f}; "
+              "recall " + ", ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
+    print("  wrote other_labs.md, other_labs.png")
+    return rep.to_dict()
+
+
 # --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
@@ -596,7 +686,8 @@ def run(args):
           f"images, epochs {head_epochs} head + {args.epochs} fine-tune, batch "
           f"{batch}, lr {lr:g}, early stopping patience {args.patience} after "
           f"{args.min_epochs} epochs, policy {args.policy} on {args.augment_on}, "
-          f"stain normalisation {args.stain_norm}, balance {args.balance}, "
+          f"stain normalisation {args.stain_norm}, cell scale {args.cell_scale:g}, zoom {args.zoom}, "
+          f"stain augment {args.stain_augment:g}, balance {args.balance}, "
           f"unfreeze {args.unfreeze}, robustness on "
           + ("all" if args.robustness_images < 0 else str(args.robustness_images))
           + " test cells")
@@ -606,7 +697,7 @@ def run(args):
     step(4, f"Balance ({args.balance})")
     from celltl.data import balanced_dataset, class_weights
 
-    step5_policy = make_policy(args.policy, args.seed)
+    step5_policy = make_policy(args, args.seed)
     data_aug = step5_policy if args.augment_on == "data" else None
     if args.balance == "sampler":
         train_ds, steps = balanced_dataset(x_tr, y_tr, batch_size=batch,
@@ -635,7 +726,7 @@ def run(args):
     pick = np.random.default_rng(args.seed).choice(tr.size, min(16, tr.size),
                                                    replace=False)
     sample = x_tr[pick]
-    preview = make_policy(args.policy, args.seed + 99)
+    preview = make_policy(args, args.seed + 99)
     augmented = keras.ops.convert_to_numpy(
         preview(sample.astype("float32"), training=True))
     grid = report.save_augmentation_grid(
@@ -643,24 +734,11 @@ def run(args):
         out_dir / "augmentation_grid.png",
         f"{tag}{args.policy} policy: originals and augmented")
     print(f"  wrote {grid}")
-    stain_norm = None
-    if args.stain_norm != "none":
-        from celltl import StainNormalization
-
-        # Percentile statistics (median, 5-95% spread): a large dark nucleus
-        # moves them less than mean/std (measured: see the Robustness guide).
-        stain_norm = StainNormalization(method=args.stain_norm,
-                                        statistics="percentile")
-        stain_norm.adapt(x_tr)
-        print(f"  stain normalisation ({args.stain_norm}, percentile statistics) "
-              "of every image, in "
-              "training and at inference; target statistics adapted to the "
-              "training images: means "
-              + ", ".join(f"{v:.1f}" for v in stain_norm.target_means))
+    preprocessing = make_preprocessing(args, x_tr)
 
     step(6, f"Model: {args.backbone}")
     with strategy.scope():
-        model = build_model(args, len(names), step5_policy, stain_norm)
+        model = build_model(args, len(names), step5_policy, preprocessing)
     print(f"  {model.count_params():,} parameters")
 
     step(7, "Train")
@@ -733,6 +811,7 @@ def run(args):
         print("\n" + warning, flush=True)
     robustness = evaluate_robustness_step(model, originals_te, y_te, names, args,
                                           batch, out_dir, tag)
+    other_labs = evaluate_other_labs(model, names, args, batch, out_dir)
 
     step(9, "Save")
     model_path = out_dir / "model.keras"
@@ -752,6 +831,7 @@ def run(args):
         "warnings": [warning] if warning else [],
         "class_names_from": names_from,
         "robustness": robustness,
+        "other_labs": other_labs,
         "tta": args.tta, "test_images": int(te.size), "train_images": int(tr.size),
         "val_images": int(va.size), "split": how, "audit": audit,
         "epochs_run": dict(zip(phases, lengths)),

@@ -37,6 +37,7 @@ _EXPORTS = {
     "augmix_operations": "celltl.layers",
     "randaugment_operations": "celltl.layers",
     "StainNormalization": "celltl.layers",
+    "CellScale": "celltl.layers",
     "RandomHEDJitter": "celltl.layers",
     "RandomWhiteBalance": "celltl.layers",
     "RandomHue": "celltl.layers",
@@ -67,8 +68,17 @@ _EXPORTS = {
     "LABS": "celltl.robustness",
     "lab_parameters": "celltl.robustness",
     "simulate_lab": "celltl.robustness",
+    "evaluate_labs": "celltl.robustness",
+    "LabReport": "celltl.robustness",
+    # adaptation to another lab
+    "adapt_batchnorm": "celltl.adaptation",
+    "AdaptationReport": "celltl.adaptation",
+    "adapt_few_shot": "celltl.adaptation",
+    "few_shot_split": "celltl.adaptation",
+    "FewShotResult": "celltl.adaptation",
     # data: loading, audit, splitting, balancing, synthetic cells
     "load_images": "celltl.data",
+    "load_lab": "celltl.data",
     "prepare_images": "celltl.data",
     "preparation_config": "celltl.data",
     "CellImages": "celltl.data",
@@ -102,6 +112,7 @@ _EXPORTS = {
     "check_backbone": "celltl.models",
     "create_backbone": "celltl.models",
     "predict": "celltl.models",
+    "restrict": "celltl.models",
     # transfer learning: freezing, unfreezing, recipe
     "FineTuneHistories": "celltl.training",
     "GradualUnfreezer": "celltl.training",

@@ -19,6 +19,7 @@ from celltl.data.bloodmnist import (
 from celltl.data.clean import CleanResult, clean_duplicates
 from celltl.data.hashing import dhash, hamming_distance, pixel_digests
 from celltl.data.cell_images import CellImages
+from celltl.data.lab_cells import load_lab
 from celltl.data.loaders import load_images
 from celltl.data.oversampling import oversample
 from celltl.data.preparation import preparation_config, prepare_images
@@ -47,6 +48,7 @@ __all__ = [
     "fetch_bloodmnist",
     "hamming_distance",
     "load_images",
+    "load_lab",
     "make_synthetic_cells",
     "oversample",
     "pixel_digests",

@@ -14,6 +14,7 @@ from celltl.layers.acquisition import (
     Underexposure,
 )
 from celltl.layers.base import BaseAugmentation, RandomLayer
+from celltl.layers.cell_scale import CellScale
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.corruption import CorruptionLayer, corruption_layer
@@ -54,6 +55,7 @@ __all__ = [
     "RandomHue",
     "RandomWhiteBalance",
     "StainNormalization",
+    "CellScale",
     # corruptions (celltl.robustness.CORRUPTIONS as layers)
     "corruption_layer",
     "RandomCorruption",

@@ -116,6 +116,9 @@ def acquisition_policy(
 def light_policy(
     acquisition=True,
     rate=0.5,
+    zoom=(-0.1, 0.1),
+    stain=0.05,
+    white_balance=0.1,
     value_range=(0, 255),
     strategy="auto",
     fused=True,
@@ -135,6 +138,14 @@ def light_policy(
     Args:
         acquisition: include step 3. Defaults to ``True``.
         rate: probability of step 4 per image. Defaults to ``0.5``.
+        zoom: ``(min, max)`` zoom of step 2 (:class:`~celltl.RandomAffine`:
+            ``-0.4`` shows 60% of the field, cells 1.7x larger; ``1.0``
+            twice the field). Labs frame cells 1.5-2.5x apart; see the
+            Another-lab guide for what a wide range buys. Defaults to
+            ``(-0.1, 0.1)``.
+        stain: HED jitter of step 3 (:func:`acquisition_policy`'s
+            ``stain``). Defaults to ``0.05``.
+        white_balance: white-balance range of step 3. Defaults to ``0.1``.
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
@@ -169,11 +180,18 @@ def light_policy(
 
     layers = [
         keras.layers.RandomFlip("horizontal_and_vertical", seed=s(1)),
-        RandomAffine(rotation=180.0, zoom=(-0.1, 0.1), value_range=vr, seed=s(2), name="rotate"),
+        RandomAffine(rotation=180.0, zoom=zoom, value_range=vr, seed=s(2), name="rotate"),
     ]
     if acquisition:
         layers.append(
-            acquisition_policy(value_range=vr, strategy=strategy, fused=False, seed=s(3))
+            acquisition_policy(
+                stain=stain,
+                white_balance=white_balance,
+                value_range=vr,
+                strategy=strategy,
+                fused=False,
+                seed=s(3),
+            )
         )
     layers.append(
         RandomApply(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from celltl import color
+from celltl import color, macenko, morphometry
 from celltl._checks import check_choice, check_numbers, parse_value_range
 from celltl._compat import DataLayer
 
@@ -22,6 +22,12 @@ _DEFAULT_TARGETS = {
     ("grey_world", "mean_std"): ((0.874, 0.748, 0.721), (1.0, 1.0, 1.0)),
     ("grey_world", "percentile"): ((0.922, 0.806, 0.740), (1.0, 1.0, 1.0)),
 }
+# "background" and "macenko": the median over the same images of each
+# image's background colour (celltl.morphometry.background_colour), of its
+# Macenko stain vectors (normalised) and of their 99th-percentile amounts.
+_DEFAULT_BACKGROUND = (1.0, 0.894, 0.796)
+_DEFAULT_STAINS = ((0.708, 0.5632, 0.4261), (0.4656, 0.8759, 0.1266))
+_DEFAULT_MAX = (0.5974, 2.5577)
 
 
 @keras.saving.register_keras_serializable(package="celltl")
@@ -44,6 +50,20 @@ class StainNormalization(DataLayer):
     - ``method="grey_world"``: a gain per RGB channel that brings the
       channel's location to ``target_means`` (RGB in ``[0, 1]``): exact for
       per-channel gains, cheaper, and it keeps each image's contrast.
+    - ``method="background"``: a white-point correction, a gain per RGB
+      channel that brings the image's *background* colour
+      (:func:`celltl.morphometry.background_colour`, the 90th percentile of
+      each channel: the empty slide) to ``target_means``. Unlike the
+      statistics above it does not move with how much of the frame the cell
+      fills, and it undoes a tinted background (another lab's yellow plasma)
+      without touching the stain's own balance.
+    - ``method="macenko"`` (Macenko et al., 2009; :mod:`celltl.macenko`):
+      each image's two stain vectors and amounts, measured in optical
+      density *relative to its own background*, are mapped to
+      ``target_stains`` and ``target_max``, and the background to
+      ``target_means``. It recolours each stain, but per-image estimates
+      are unstable where one stain is nearly absent (measured on PBC:
+      eosinophil granules can come out purple; see the Another-lab guide).
 
     ``statistics`` picks the location and scale: ``"mean_std"`` (the classic
     choice) or ``"percentile"``: the median and ``(p95 - p5) / 3.29``. In a
@@ -72,8 +92,14 @@ class StainNormalization(DataLayer):
             ``"grey_world"``), or None for the blood-smear default of the
             method and statistics. Defaults to ``None``.
         target_stds: three positive numbers, the target scale of each L*a*b*
-            channel (``"reinhard"`` only; ignored by ``"grey_world"``), or
+            channel (``"reinhard"`` only; ignored by the other methods), or
             None for the default. Defaults to ``None``.
+        target_stains: ``"macenko"`` only: two OD vectors of three
+            non-negative numbers (nuclear stain first), or None for the
+            default. Defaults to ``None``.
+        target_max: ``"macenko"`` only: the two stains' target 99th
+            percentile amounts, or None for the default. Defaults to
+            ``None``.
         value_range: ``(low, high)`` range of input and output. Defaults to
             ``(0, 255)``. Outputs stay inside it.
         **kwargs: passed to :class:`keras.layers.Layer`.
@@ -100,7 +126,7 @@ class StainNormalization(DataLayer):
     True
     """
 
-    METHODS = ("reinhard", "grey_world")
+    METHODS = ("reinhard", "grey_world", "background", "macenko")
     STATISTICS = color.STATISTICS
 
     def __init__(
@@ -110,15 +136,21 @@ class StainNormalization(DataLayer):
         target_means=None,
         target_stds=None,
         value_range=(0, 255),
+        target_stains=None,
+        target_max=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.method = check_choice("method", method, self.METHODS)
         self.statistics = check_choice("statistics", statistics, self.STATISTICS)
         self.value_range = parse_value_range(value_range)
-        default_means, default_stds = _DEFAULT_TARGETS[(self.method, self.statistics)]
-        low = 1e-3 if self.method == "grey_world" else -200.0
-        high = 1.0 if self.method == "grey_world" else 200.0
+        if self.method in ("background", "macenko"):
+            default_means, default_stds = _DEFAULT_BACKGROUND, (1.0, 1.0, 1.0)
+        else:
+            default_means, default_stds = _DEFAULT_TARGETS[(self.method, self.statistics)]
+        rgb = self.method != "reinhard"
+        low = 1e-3 if rgb else -200.0
+        high = 1.0 if rgb else 200.0
         self.target_means = check_numbers(
             "target_means",
             default_means if target_means is None else target_means,
@@ -132,6 +164,19 @@ class StainNormalization(DataLayer):
             length=3,
             low=1e-3,
             high=200.0,
+        )
+        stains = _DEFAULT_STAINS if target_stains is None else target_stains
+        if not (isinstance(stains, (list, tuple, np.ndarray)) and len(stains) == 2):
+            raise ValueError(
+                "`target_stains` must be two stain vectors of three numbers. "
+                f"Received: target_stains={target_stains!r}"
+            )
+        self.target_stains = tuple(
+            check_numbers("target_stains", v, length=3, low=0.0, high=10.0) for v in stains
+        )
+        self.target_max = check_numbers(
+            "target_max", _DEFAULT_MAX if target_max is None else target_max,
+            length=2, low=1e-3, high=50.0,
         )
         self.supports_jit = True
 
@@ -157,6 +202,12 @@ class StainNormalization(DataLayer):
             out = color.reinhard_normalize(
                 x, self.target_means, self.target_stds, self.statistics, xp=xp
             )
+        elif self.method == "background":
+            out = color.white_balance(x, self._background_gains(x), xp=xp)
+        elif self.method == "macenko":
+            out = macenko.macenko_normalize(
+                x, self.target_stains, self.target_max, self.target_means, xp=xp
+            )
         else:
             out = color.grey_world(x, self.target_means, self.statistics, xp=xp)
         out = out * (high - low) + low
@@ -164,8 +215,15 @@ class StainNormalization(DataLayer):
             out = xp.numpy.squeeze(out, 0)
         return xp.cast(out, self.compute_dtype)
 
+    def _background_gains(self, x):
+        target = self.backend.convert_to_tensor(np.asarray(self.target_means, "float32"))
+        return target[None] / morphometry.background_colour(x, xp=self.backend)
+
     def adapt(self, data, batch_size=256, steps=None):
         """Sets the target statistics to the mean over ``data`` of each image's own.
+
+        (``"background"`` and ``"macenko"``: the median of each image's
+        background colour, stain vectors and stain amounts.)
 
         Args:
             data: images in ``value_range``: a NumPy array or tensor
@@ -182,10 +240,16 @@ class StainNormalization(DataLayer):
         loc_sum = np.zeros(3, "float64")
         scale_sum = np.zeros(3, "float64")
         count = 0
+        per_image = []
         for batch in _batches(data, batch_size, steps):
             x = (np.asarray(batch, "float32") - low) / (high - low)
             if x.ndim == 3:
                 x = x[None]
+            if self.method in ("background", "macenko"):
+                stats = macenko.image_stain_statistics(x, xp=xp)
+                per_image.append([np.asarray(xp.convert_to_numpy(v)) for v in stats])
+                count += x.shape[0]
+                continue
             if self.method == "reinhard":
                 x = color.rgb_to_lab(x, xp=xp)
             loc, scale = color.channel_statistics(x, self.statistics, xp=xp)
@@ -194,6 +258,14 @@ class StainNormalization(DataLayer):
             count += x.shape[0]
         if count == 0:
             raise ValueError("`adapt` received no images. Received: data with 0 images")
+        if per_image:
+            stains, top, bg = (np.concatenate(v) for v in zip(*per_image))
+            self.target_means = tuple(float(v) for v in np.median(bg, axis=0))
+            vectors = np.median(stains, axis=0)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            self.target_stains = tuple(tuple(float(v) for v in row) for row in vectors)
+            self.target_max = tuple(float(v) for v in np.median(top, axis=0))
+            return self
         self.target_means = tuple(float(v) for v in loc_sum / count)
         if self.method == "reinhard":
             self.target_stds = tuple(float(v) for v in scale_sum / count)
@@ -211,6 +283,8 @@ class StainNormalization(DataLayer):
                 "target_means": self.target_means,
                 "target_stds": self.target_stds,
                 "value_range": self.value_range,
+                "target_stains": self.target_stains,
+                "target_max": self.target_max,
             }
         )
         return config

@@ -8,7 +8,7 @@ from celltl.models.backbones import (
 )
 from celltl.models.classifier import build_classifier
 from celltl.models.head import build_head
-from celltl.models.prediction import predict
+from celltl.models.prediction import predict, restrict
 
 __all__ = [
     "BACKBONES",
@@ -18,4 +18,5 @@ __all__ = [
     "check_backbone",
     "create_backbone",
     "predict",
+    "restrict",
 ]

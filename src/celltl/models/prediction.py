@@ -6,7 +6,7 @@ import numpy as np
 
 from celltl._checks import check_bool, check_choice, check_int
 
-__all__ = ["predict"]
+__all__ = ["predict", "restrict"]
 
 #: ``(quarter turns, flip)`` of the 8 views, the identity first.
 _VIEWS = tuple((k, flip) for k in range(4) for flip in (False, True))
@@ -17,7 +17,49 @@ def _view(images, k, flip):
     return np.ascontiguousarray(view[:, :, ::-1] if flip else view)
 
 
-def predict(model, images, batch_size=64, tta=False, verbose=0):
+def restrict(probs, classes):
+    """``probs`` ``(N, K)`` with every class outside ``classes`` set to 0, renormalised.
+
+    What a lab that reports only some classes (say the five white-cell
+    classes) does with a model of more: the prediction is the most probable
+    of *its* classes. Rows whose listed classes all have probability 0 are
+    spread evenly over them.
+
+    Args:
+        probs: ``(N, K)`` class probabilities.
+        classes: indices in ``[0, K)`` (any order, no repeats).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    num_classes = probs.shape[-1]
+    classes = _check_classes(classes, num_classes)
+    keep = np.zeros(num_classes, bool)
+    keep[list(classes)] = True
+    out = np.where(keep, probs, 0.0)
+    total = out.sum(axis=-1, keepdims=True)
+    even = keep / keep.sum()
+    out = np.where(total > 0, out / np.where(total > 0, total, 1.0), even)
+    return out.astype(np.float32)
+
+
+def _check_classes(classes, num_classes):
+    try:
+        values = [int(c) for c in classes]
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`classes` must be a sequence of class indices. "
+            f"Received: classes={classes!r}"
+        ) from None
+    if not values or len(set(values)) != len(values) or any(
+        c < 0 or c >= num_classes for c in values
+    ):
+        raise ValueError(
+            f"`classes` must be distinct class indices of the model (0..{num_classes - 1}). "
+            f"Received: classes={classes!r}"
+        )
+    return tuple(values)
+
+
+def predict(model, images, batch_size=64, tta=False, verbose=0, classes=None):
     """Class probabilities of ``images``, optionally with test-time augmentation.
 
     With ``tta=True`` the model sees each image in the 8 orientations of the
@@ -36,6 +78,10 @@ def predict(model, images, batch_size=64, tta=False, verbose=0):
         tta: Average the 8 dihedral views. Defaults to ``False``.
         verbose: Keras' progress for the first view: ``0`` (silent), ``1``
             (bar) or ``2`` (one line). Defaults to ``0``.
+        classes: optional class indices: the probabilities of every other
+            class are set to 0 and the rest renormalised (:func:`restrict`),
+            for a lab whose cells can only be of these classes. Defaults to
+            ``None`` (all classes).
 
     Returns:
         A float32 NumPy array ``(N, num_classes)``.
@@ -65,6 +111,9 @@ def predict(model, images, batch_size=64, tta=False, verbose=0):
     tta = check_bool("tta", tta)
     check_choice("verbose", verbose, (0, 1, 2))
     images = np.asarray(images)
+    output_shape = getattr(model, "output_shape", None)
+    if classes is not None and output_shape is not None:
+        _check_classes(classes, int(output_shape[-1]))
     if images.ndim != 4:
         raise ValueError(
             "`images` must be a batch of shape (N, H, W, C). "
@@ -81,4 +130,5 @@ def predict(model, images, batch_size=64, tta=False, verbose=0):
             _view(images, k, flip), batch_size=batch_size, verbose=verbose if i == 0 else 0
         )
         probs = out if probs is None else probs + out
-    return np.asarray(probs / (len(_VIEWS) if tta else 1), dtype=np.float32)
+    probs = np.asarray(probs / (len(_VIEWS) if tta else 1), dtype=np.float32)
+    return probs if classes is None else restrict(probs, classes)

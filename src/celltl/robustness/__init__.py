@@ -19,6 +19,7 @@ from celltl.robustness.corruptions import (
 from celltl.robustness.evaluation import evaluate_robustness
 from celltl.robustness.grid import save_corruption_grid
 from celltl.robustness.lab_shift import LABS, lab_parameters, simulate_lab
+from celltl.robustness.labs import LabReport, evaluate_labs
 from celltl.robustness.report import RobustnessReport
 
 __all__ = [
@@ -32,4 +33,6 @@ __all__ = [
     "LABS",
     "lab_parameters",
     "simulate_lab",
+    "LabReport",
+    "evaluate_labs",
 ]
