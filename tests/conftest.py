@@ -17,6 +17,7 @@ SHARED_DATA = Path(
 )
 SAMPLE_NPZ = SHARED_DATA / "blood_cells_sample.npz"
 TRAIN_NPZ = SHARED_DATA / "blood_cells_train.npz"
+OTHER_LAB_NPZ = SHARED_DATA / "other_lab_tecom.npz"
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,26 @@ def sample_npz_path() -> Path:
 def real_cells(sample_npz_path):
     """``(images uint8 (400, 96, 96, 3), labels int (400,), class_names list)``."""
     with np.load(sample_npz_path, allow_pickle=False) as d:
+        return d["images"], d["labels"].reshape(-1).astype("int64"), [
+            str(n) for n in d["class_names"]
+        ]
+
+
+@pytest.fixture(scope="session")
+def other_lab_path() -> Path:
+    """Path to the shared other-lab file (296 Tecom white cells); skips if absent."""
+    if not OTHER_LAB_NPZ.is_file():
+        pytest.skip(
+            f"other-lab cells not found at {OTHER_LAB_NPZ} "
+            "(set CELLTL_SHARED_DATA to the folder holding other_lab_tecom.npz)"
+        )
+    return OTHER_LAB_NPZ
+
+
+@pytest.fixture(scope="session")
+def other_lab_cells(other_lab_path):
+    """``(images uint8 (296, 96, 96, 3), labels int (296,), class_names list)``."""
+    with np.load(other_lab_path, allow_pickle=False) as d:
         return d["images"], d["labels"].reshape(-1).astype("int64"), [
             str(n) for n in d["class_names"]
         ]

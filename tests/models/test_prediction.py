@@ -5,8 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from celltl.models import predict
+from celltl.models import predict, restrict
 
 
 def _pooled_model():
@@ -70,3 +72,35 @@ def test_bad_arguments(kwargs, match):
     args = {"model": _pooled_model(), "images": _images(2), **kwargs}
     with pytest.raises(ValueError, match=match):
         predict(**args)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    probs=st.lists(st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), min_size=1, max_size=6),
+    classes=st.sets(st.integers(0, 4), min_size=1, max_size=5),
+)
+def test_restrict_keeps_only_the_given_classes_and_sums_to_one(probs, classes):
+    probs = np.asarray(probs, "float32")
+    out = restrict(probs, sorted(classes))
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+    outside = [c for c in range(5) if c not in classes]
+    assert np.all(out[:, outside] == 0)
+    kept = sorted(classes)
+    has_mass = probs[:, kept].sum(1) > 0
+    # where the listed classes have probability, their argmax is kept
+    np.testing.assert_array_equal(
+        np.asarray(kept)[probs[has_mass][:, kept].argmax(1)], out[has_mass].argmax(1)
+    )
+
+
+def test_predict_with_classes_restricts():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(4, activation="softmax")])
+    images = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 3))
+    full = predict(model, images)
+    np.testing.assert_allclose(predict(model, images, classes=[1, 3]), restrict(full, [1, 3]),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"distinct class indices of the model \(0..3\)"):
+        predict(model, images, classes=[1, 9])
+    with pytest.raises(ValueError, match="Received: classes=\\[\\]"):
+        restrict(full, [])
