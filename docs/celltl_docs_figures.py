@@ -270,10 +270,48 @@ def make_robustness_figures(images):
         report.save_plot(OUT / f"robustness_{path.stem}.png", images=images[6:7])
 
 
+OTHER_LAB = SAMPLE.parent / "other_lab_tecom.npz"
+
+
+def make_other_lab_figure():
+    """``other_lab.png``: the same classes in PBC and in another lab, as taken
+    and after ``CellScale`` + ``StainNormalization(method="nucleus")``. The
+    other lab is ``other_lab_tecom.npz`` (GPL-3.0, drawn at build time, never
+    copied into the repository) beside the sample, else a simulated lab."""
+    import keras
+
+    from celltl import CellScale, StainNormalization
+    from celltl.robustness import simulate_lab
+
+    images, labels, names, _ = load_sample()
+    if OTHER_LAB.is_file():
+        with np.load(OTHER_LAB, allow_pickle=False) as d:
+            other, other_labels = d["images"], d["labels"].reshape(-1)
+        source = "Tecom's white cells (other_lab_tecom.npz, GPL-3.0, Zheng et al. 2018)"
+    else:
+        other = np.asarray(simulate_lab(images, lab="A", strength=2.0)).astype("uint8")
+        other_labels = labels
+        source = "a SIMULATED lab (other_lab_tecom.npz was not found)"
+    prep = keras.layers.Pipeline([CellScale(), StainNormalization(method="nucleus")])
+    classes = [names.index(n) for n in ("lymphocyte", "monocyte", "neutrophil", "eosinophil")]
+    rows, titles = [], []
+    for k in classes:
+        ours = images[np.flatnonzero(labels == k)[:2]]
+        theirs = other[np.flatnonzero(other_labels == k)[:2]]
+        after = [np.asarray(prep(x.astype("float32"))) for x in (ours, theirs)]
+        rows.append([*ours, *after[0], *theirs, *after[1]])
+        titles.append(names[k])
+    _grid(rows, OUT / "other_lab.png", titles,
+          ["PBC", "", "normalised", "", "other lab", "", "normalised", ""])
+    return source
+
+
 def _on_builder_inited(app):
     source = make_figures()
+    other_source = make_other_lab_figure()
     app.config.rst_prolog = (app.config.rst_prolog or "") + (
         f"\n.. |figure_source| replace:: {source}\n"
+        f"\n.. |other_lab_source| replace:: {other_source}\n"
     )
 
 

@@ -48,6 +48,16 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="images per batch")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the 8 flips/rotations")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names: predict only among these "
+                        "(a lab that reports some classes only)")
+    p.add_argument("--adapt-unlabelled", default=None, metavar="PATH",
+                   help="unlabelled cells of the lab the inputs come from (a "
+                        "folder or .npz, or 'inputs' for the inputs themselves, "
+                        ">= 16 cells): re-estimate the model's BatchNorm "
+                        "statistics on them first (AdaBN) and report what changed")
+    p.add_argument("--save-adapted", default=None, metavar="PATH",
+                   help="with --adapt-unlabelled: save the adapted model here")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="progress: 1 = Keras' bar (default on a terminal), "
                         "2 = one summary line on stderr (default otherwise), "
@@ -122,6 +132,27 @@ def preparation(meta, size, labels):
     return preparation_config(size, crop="center")
 
 
+def adapt(model, args, images, prep):
+    """``--adapt-unlabelled``: AdaBN on the lab's unlabelled cells; the report
+    (what changed, warnings) goes to stderr."""
+    from celltl.adaptation import adapt_batchnorm
+    from celltl.data import prepare_images
+
+    if args.adapt_unlabelled == "inputs":
+        cells = images
+    else:
+        cells = read_inputs(Path(args.adapt_unlabelled), 0)[1]
+    try:
+        report = adapt_batchnorm(model, prepare_images(cells, **prep),
+                                 batch_size=min(64, max(8, len(cells) // 4)))
+    except ValueError as err:
+        raise UserError(f"--adapt-unlabelled: {err}") from None
+    print(report, file=sys.stderr, flush=True)
+    if args.save_adapted:
+        model.save(args.save_adapted)
+        print(f"saved the adapted model to {args.save_adapted}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -165,11 +196,21 @@ def run(args):
     from celltl.data import prepare_images
     from celltl.models import predict
 
+    classes = None
+    if args.classes:
+        wanted = [c.strip() for c in args.classes.split(",")]
+        unknown = [c for c in wanted if c not in class_names]
+        if unknown:
+            raise UserError(f"--classes {unknown} are not classes of the model "
+                            f"({', '.join(class_names)})")
+        classes = [class_names.index(c) for c in wanted]
     names, images = read_inputs(Path(args.inputs), args.limit)
+    if args.adapt_unlabelled:
+        adapt(model, args, images, prep)
     t0 = time.time()
     probs = predict(model, prepare_images(images, **prep),
                     batch_size=args.batch_size, tta=args.tta,
-                    verbose=1 if args.verbose == 1 else 0)
+                    verbose=1 if args.verbose == 1 else 0, classes=classes)
     if args.verbose == 2:
         print(f"classified {len(images)} images in {time.time() - t0:.1f} s",
               file=sys.stderr, flush=True)

@@ -40,7 +40,7 @@ PROFILES = {
         head_epochs=2, epochs=40, max_train_images=2000, max_eval_images=1000,
         synthetic_images=1600, policy="light", patience=5, min_epochs=30,
         stain_norm="reinhard", robustness_images=200, cpu_batch=32, gpu_batch=256,
-        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05, hue_augment=0.0,
     ),
     # All the training images, for a budget of training images seen rather
     # than a number of epochs, so that it takes about 20 minutes on a 2-core
@@ -51,14 +51,14 @@ PROFILES = {
         max_train_images=0, max_eval_images=0,
         synthetic_images=1600, policy="light", patience=15, min_epochs=40,
         stain_norm="reinhard", robustness_images=500, cpu_batch=32, gpu_batch=256,
-        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05, hue_augment=0.0,
     ),
     "full": dict(
         backbone="convnext_tiny", image_size=96, weights="imagenet",
         head_epochs=5, epochs=30, max_train_images=0, max_eval_images=0,
         synthetic_images=8000, policy="study", patience=5, min_epochs=5,
         stain_norm="reinhard", robustness_images=-1, cpu_batch=32, gpu_batch=512,
-        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05,
+        cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05, hue_augment=0.0,
     ),
 }
 # Early stopping and the best checkpoint watch this; the epoch with the
@@ -114,7 +114,7 @@ def parse_args(argv=None):
                         "'light' = flips, rotation/zoom and one of GridMask/"
                         "Cutout/Shear/ColorDegenerate (quick: light, full: study)")
     p.add_argument("--stain-norm",
-                   choices=("reinhard", "grey_world", "background", "macenko", "none"),
+                   choices=("reinhard", "grey_world", "background", "nucleus", "macenko", "none"),
                    default=None,
                    help="normalise the colour of every image, in training and "
                         "at inference (celltl.StainNormalization, carried by the "
@@ -129,6 +129,9 @@ def parse_args(argv=None):
                         "(-0.4: cells 1.7x larger; quick: -0.1,0.1)")
     p.add_argument("--stain-augment", type=float, default=None,
                    help="HED stain jitter of the light policy (quick: 0.05)")
+    p.add_argument("--hue-augment", type=float, default=None,
+                   help="random hue rotation of up to this many degrees in the "
+                        "light policy (quick: 0 = off)")
     p.add_argument("--other-lab", action="append", default=[], metavar="PATH",
                    help="labelled cells of another lab (.npz or class folders), "
                         "scored in step 8 per class, over all classes and over "
@@ -194,7 +197,8 @@ def parse_args(argv=None):
     for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
                 "max_train_images", "max_eval_images", "synthetic_images",
                 "patience", "min_epochs", "policy", "stain_norm",
-                "robustness_images", "cell_scale", "zoom", "stain_augment"):
+                "robustness_images", "cell_scale", "zoom", "stain_augment",
+                "hue_augment"):
         if getattr(args, key) is None:
             setattr(args, key, prof[key])
     if args.verbose is None:
@@ -232,6 +236,8 @@ def check_args(args):
     if not -0.9 <= low <= high <= 2.0:
         raise UserError(f"--zoom must satisfy -0.9 <= MIN <= MAX <= 2. Received: {args.zoom!r}")
     args.zoom = (low, high)
+    if not 0.0 <= args.hue_augment <= 180.0:
+        raise UserError(f"--hue-augment must be in [0, 180]. Received: {args.hue_augment}")
     if not 0.0 <= args.stain_augment <= 1.0:
         raise UserError(f"--stain-augment must be in [0, 1]. Received: {args.stain_augment}")
     for path in args.other_lab:
@@ -468,7 +474,8 @@ def make_policy(args, seed):
 
     if args.policy == "study":
         return study_policy(num=2, rate=0.8, magnitude=0.3, seed=seed)
-    return light_policy(zoom=args.zoom, stain=args.stain_augment, seed=seed)
+    return light_policy(zoom=args.zoom, stain=args.stain_augment,
+                        hue=args.hue_augment, seed=seed)
 
 
 # --------------------------------------------------------------------------
@@ -687,7 +694,8 @@ def run(args):
           f"{batch}, lr {lr:g}, early stopping patience {args.patience} after "
           f"{args.min_epochs} epochs, policy {args.policy} on {args.augment_on}, "
           f"stain normalisation {args.stain_norm}, cell scale {args.cell_scale:g}, zoom {args.zoom}, "
-          f"stain augment {args.stain_augment:g}, balance {args.balance}, "
+          f"stain augment {args.stain_augment:g}, hue augment {args.hue_augment:g}, "
+          f"balance {args.balance}, "
           f"unfreeze {args.unfreeze}, robustness on "
           + ("all" if args.robustness_images < 0 else str(args.robustness_images))
           + " test cells")

@@ -24,6 +24,7 @@ from PIL import Image
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "blood_cells"
 TRAIN, PREDICT = EXAMPLE / "train.py", EXAMPLE / "predict.py"
+ADAPT = EXAMPLE / "adapt.py"
 BLOODMNIST_NAMES = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte",
                     "monocyte", "neutrophil", "platelet"]
 # What TensorFlow prints while it loads unless the example quiets it.
@@ -98,12 +99,15 @@ def _check_outputs(out: Path, synthetic: bool):
     return metrics
 
 
-def test_default_quick_profile_on_real_sample(sample_npz_path, tmp_path):
+def test_default_quick_profile_on_real_sample(sample_npz_path, other_lab_path, tmp_path):
     """The defaults, unchanged, on 400 real cells (260 for training): trains
     past the warm-up and the minimum epochs, restores the best epoch and
-    ends well above chance. Before: stopped at epoch 6, accuracy 0.125."""
+    ends well above chance. Before: stopped at epoch 6, accuracy 0.125.
+    Step 8 also scores another lab's cells (--other-lab); then adapt.py and
+    predict.py's AdaBN run on the saved model."""
     out = tmp_path / "run"
-    r = _run(TRAIN, "--data", sample_npz_path, "--output-dir", out)
+    r = _run(TRAIN, "--data", sample_npz_path, "--output-dir", out,
+             "--other-lab", other_lab_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for n in range(1, 10):
         assert f"[{n}/9]" in r.stdout
@@ -160,6 +164,38 @@ def test_default_quick_profile_on_real_sample(sample_npz_path, tmp_path):
     p = _run(PREDICT, out / "model.keras", tmp_path / "imgs", "--top", "2")
     assert p.returncode == 0 and p.stdout.count(".png") == 3, p.stderr[-2000:]
 
+    # Another lab in step 8: per class, all classes and the lab's five.
+    lab = metrics["other_labs"]["labs"]["other_lab_tecom"]
+    assert lab["images"] == 296 and lab["classes"] == [0, 1, 4, 5, 6]
+    assert lab["accuracy_restricted"] >= lab["accuracy"]
+    assert np.asarray(lab["confusion"]).shape == (5, 8)
+    assert "other lab other_lab_tecom: 296 cells" in r.stdout
+    assert (out / "other_labs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| other_lab_tecom | 296 |" in (out / "other_labs.md").read_text()
+
+    # predict.py: AdaBN on the lab's cells, and its five classes only.
+    p = _run(PREDICT, out / "model.keras", other_lab_path, "--limit", "40",
+             "--adapt-unlabelled", "inputs", "--top", "8",
+             "--classes", "basophil,eosinophil,lymphocyte,monocyte,neutrophil")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "AdaBN on 40 unlabelled images" in p.stderr
+    shown = [ln.split("|")[1] for ln in p.stdout.splitlines() if "|" in ln]
+    assert len(shown) == 40
+    assert all("platelet 0.000" in ln and "ig 0.000" in ln for ln in shown)
+    p = _run(PREDICT, out / "model.keras", other_lab_path, "--limit", "5",
+             "--adapt-unlabelled", "inputs")
+    assert p.returncode == 2 and "at least 16 cells" in p.stderr
+
+    # adapt.py: zero-shot, AdaBN, k labelled cells per class (tiny settings).
+    a = _run(ADAPT, out / "model.keras", "--lab", other_lab_path, "--old-lab",
+             sample_npz_path, "--k", "2", "--steps", "3", "--output-dir", tmp_path / "ad")
+    assert a.returncode == 0, a.stdout[-2000:] + a.stderr[-2000:]
+    rows = json.loads((tmp_path / "ad" / "adapt.json").read_text())["rows"]
+    assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "k=2"]
+    assert rows["zero-shot"]["accuracy"] == pytest.approx(lab["accuracy"], abs=1e-6)
+    assert rows["k=2"]["labelled_cells"] == 8 and rows["k=2"]["cells_scored"] == 288
+    assert 0 <= rows["k=2"]["old_lab_accuracy"] <= 1
+
 
 def _medmnist_noise(path, classes=8, per_class=(4, 2, 2), side=32, seed=0):
     """A MedMNIST-layout .npz of random pixels, no class_names key."""
@@ -203,7 +239,8 @@ def test_synthetic_two_devices_resumes_after_a_kill(tmp_path):
     out = tmp_path / "run"
     cmd = ["--output-dir", out, "--devices", "cpu:2", *TINY,
            "--synthetic-images", "400", "--max-train-images", "200",
-           "--epochs", "3", "--patience", "5", "--image-size", "48"]
+           "--epochs", "3", "--patience", "5", "--image-size", "48",
+           "--cell-scale", "0.5", "--stain-norm", "nucleus"]
     first = _run(TRAIN, *cmd, "--interrupt-after-epoch", "1")
     assert first.returncode == 3, first.stdout[-3000:] + first.stderr[-3000:]
     assert "MirroredStrategy over 2 logical CPU devices, 2 replica(s)" in first.stdout
@@ -218,6 +255,8 @@ def test_synthetic_two_devices_resumes_after_a_kill(tmp_path):
     metrics = _check_outputs(out, synthetic=True)
     assert metrics["epochs_run"] == {"phase2_fine_tune": 3}
     assert "REMINDER: trained and evaluated on SYNTHETIC data" in second.stdout
+    assert "cell scale (strength 0.5)" in second.stdout
+    assert "stain normalisation (nucleus)" in second.stdout
 
 
 @pytest.mark.parametrize(
@@ -227,6 +266,10 @@ def test_synthetic_two_devices_resumes_after_a_kill(tmp_path):
         (["--data", "{empty_npz}"], "neither 'images'"),
         (["--backbone", "resnet9000"], "unknown --backbone"),
         (["--image-size", "16"], "--image-size must be at least 32"),
+        (["--cell-scale", "2"], "--cell-scale must be in [0, 1]. Received: 2.0"),
+        (["--zoom", "0.5"], "--zoom must be MIN,MAX. Received: '0.5'"),
+        (["--zoom", "0.5,-0.5"], "--zoom must satisfy"),
+        (["--other-lab", "/nonexistent/lab.npz"], "--other-lab: no such file"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
@@ -253,7 +296,8 @@ def test_help_documents_every_flag():
                  "--unfreeze", "--balance", "--augment-on", "--tta",
                  "--output-dir", "--seed", "--devices", "--epochs",
                  "--max-train-images", "--class-names", "--min-epochs",
-                 "--patience"):
+                 "--patience", "--other-lab", "--cell-scale", "--zoom",
+                 "--stain-augment"):
         assert flag in r.stdout, flag
 
 

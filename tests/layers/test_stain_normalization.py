@@ -17,6 +17,7 @@ CASES = [
     ("grey_world", "mean_std"),
     ("grey_world", "percentile"),
     ("background", "percentile"),
+    ("nucleus", "percentile"),
     ("macenko", "percentile"),
 ]
 
@@ -268,6 +269,7 @@ def test_macenko_defaults_are_what_adapt_measures_on_real_cells(real_cells):
     default = StainNormalization(method="macenko")
     np.testing.assert_allclose(adapted.target_stains, default.target_stains, atol=0.05)
     np.testing.assert_allclose(adapted.target_max, default.target_max, rtol=0.1)
+    np.testing.assert_allclose(adapted.target_nucleus, default.target_nucleus, atol=3.0)
     clone = StainNormalization.from_config(adapted.get_config())
     assert clone.target_stains == adapted.target_stains
 
@@ -275,3 +277,24 @@ def test_macenko_defaults_are_what_adapt_measures_on_real_cells(real_cells):
 def test_bad_target_stains():
     with pytest.raises(ValueError, match="target_stains"):
         StainNormalization(method="macenko", target_stains=[(1, 2, 3)])
+
+
+def test_nucleus_method_undoes_a_hue_rotation_and_a_tinted_background(cells):
+    """Another lab's nuclear stain, redder (a hue rotation of the chroma) and on
+    a tinted background, comes out as the model's lab's."""
+    layer = StainNormalization(method="nucleus")
+    base = cells * 0.95
+    lab = np.asarray(color.rgb_to_lab(base / 255))
+    angle = np.radians(20.0)
+    a, b = lab[..., 1], lab[..., 2]
+    rotated = np.stack([lab[..., 0], np.cos(angle) * a - np.sin(angle) * b,
+                        np.sin(angle) * a + np.cos(angle) * b], -1)
+    other = np.asarray(color.lab_to_rgb(rotated.astype("float32"))) * 255
+    other = _tinted(other, (1.0, 1.05, 0.8))
+    out_a, out_b = np.asarray(layer(base)), np.asarray(layer(other))
+    before = np.median(np.abs(base - other))
+    assert np.median(np.abs(out_a - out_b)) < 0.3 * before
+    # the nucleus comes out at the target chroma
+    _, lab_out, chroma = layer._nucleus_chroma(out_b / 255)
+    np.testing.assert_allclose(np.median(np.asarray(chroma), 0), layer.target_nucleus,
+                               atol=6.0)

@@ -18,6 +18,7 @@ from celltl.layers.rand_augment import RandAugment
 from celltl.layers.random_affine import RandomAffine
 from celltl.layers.random_corruption import RandomCorruption
 from celltl.layers.random_hed_jitter import RandomHEDJitter
+from celltl.layers.random_hue import RandomHue
 from celltl.layers.random_white_balance import RandomWhiteBalance
 from celltl.layers.shear import Shear
 
@@ -119,6 +120,7 @@ def light_policy(
     zoom=(-0.1, 0.1),
     stain=0.05,
     white_balance=0.1,
+    hue=0.0,
     value_range=(0, 255),
     strategy="auto",
     fused=True,
@@ -146,6 +148,10 @@ def light_policy(
         stain: HED jitter of step 3 (:func:`acquisition_policy`'s
             ``stain``). Defaults to ``0.05``.
         white_balance: white-balance range of step 3. Defaults to ``0.1``.
+        hue: with ``acquisition=True`` and ``hue > 0``, a hue rotation of
+            each image by up to ``hue`` degrees (:class:`~celltl.RandomHue`)
+            after step 3: another lab's stain can be redder or bluer than
+            any HED jitter of this one. Defaults to ``0.0`` (off).
         value_range: range of input and output. Defaults to ``(0, 255)``.
         strategy: composition strategy (see :class:`~celltl.RandomChoice`).
             Defaults to ``"auto"``.
@@ -174,6 +180,7 @@ def light_policy(
     seed = check_seed(seed, allow_none=True)
     rate = check_number("rate", rate, low=0.0, high=1.0)
     acquisition = check_bool("acquisition", acquisition)
+    hue = check_number("hue", hue, low=0.0, high=180.0)
 
     def s(i):
         return sub_seed(seed, i)
@@ -193,6 +200,8 @@ def light_policy(
                 seed=s(3),
             )
         )
+        if hue > 0:
+            layers.append(RandomHue(degrees=hue, value_range=vr, seed=s(10)))
     layers.append(
         RandomApply(
             RandomChoice(

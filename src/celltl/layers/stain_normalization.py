@@ -28,6 +28,11 @@ _DEFAULT_TARGETS = {
 _DEFAULT_BACKGROUND = (1.0, 0.894, 0.796)
 _DEFAULT_STAINS = ((0.708, 0.5632, 0.4261), (0.4656, 0.8759, 0.1266))
 _DEFAULT_MAX = (0.5974, 2.5577)
+# "nucleus": the median over the same images of the nucleus' mean (a*, b*)
+# after the white-point correction to white.
+_DEFAULT_NUCLEUS = (46.0, -58.6)
+#: Limits of the nucleus chroma gain of method="nucleus".
+_CHROMA_GAIN = (0.7, 1.4)
 
 
 @keras.saving.register_keras_serializable(package="celltl")
@@ -57,6 +62,13 @@ class StainNormalization(DataLayer):
       statistics above it does not move with how much of the frame the cell
       fills, and it undoes a tinted background (another lab's yellow plasma)
       without touching the stain's own balance.
+    - ``method="nucleus"``: the white-point correction of ``"background"``,
+      then, in L*a*b*, every pixel's chroma ``(a*, b*)`` is rotated and
+      scaled (gain within ``[0.7, 1.4]``) so that the nucleus' mean chroma
+      (:func:`celltl.morphometry.nucleus_chroma`) becomes
+      ``target_nucleus``: another lab's nuclear stain that comes out redder
+      or paler than the model's is brought to its hue; the background,
+      being white at that point, is unchanged.
     - ``method="macenko"`` (Macenko et al., 2009; :mod:`celltl.macenko`):
       each image's two stain vectors and amounts, measured in optical
       density *relative to its own background*, are mapped to
@@ -100,6 +112,9 @@ class StainNormalization(DataLayer):
         target_max: ``"macenko"`` only: the two stains' target 99th
             percentile amounts, or None for the default. Defaults to
             ``None``.
+        target_nucleus: ``"nucleus"`` only: the nucleus' target mean
+            ``(a*, b*)``, or None for the default (PBC's). Defaults to
+            ``None``.
         value_range: ``(low, high)`` range of input and output. Defaults to
             ``(0, 255)``. Outputs stay inside it.
         **kwargs: passed to :class:`keras.layers.Layer`.
@@ -126,7 +141,7 @@ class StainNormalization(DataLayer):
     True
     """
 
-    METHODS = ("reinhard", "grey_world", "background", "macenko")
+    METHODS = ("reinhard", "grey_world", "background", "nucleus", "macenko")
     STATISTICS = color.STATISTICS
 
     def __init__(
@@ -138,13 +153,14 @@ class StainNormalization(DataLayer):
         value_range=(0, 255),
         target_stains=None,
         target_max=None,
+        target_nucleus=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.method = check_choice("method", method, self.METHODS)
         self.statistics = check_choice("statistics", statistics, self.STATISTICS)
         self.value_range = parse_value_range(value_range)
-        if self.method in ("background", "macenko"):
+        if self.method in ("background", "nucleus", "macenko"):
             default_means, default_stds = _DEFAULT_BACKGROUND, (1.0, 1.0, 1.0)
         else:
             default_means, default_stds = _DEFAULT_TARGETS[(self.method, self.statistics)]
@@ -178,6 +194,10 @@ class StainNormalization(DataLayer):
             "target_max", _DEFAULT_MAX if target_max is None else target_max,
             length=2, low=1e-3, high=50.0,
         )
+        self.target_nucleus = check_numbers(
+            "target_nucleus", _DEFAULT_NUCLEUS if target_nucleus is None else target_nucleus,
+            length=2, low=-128.0, high=128.0,
+        )
         self.supports_jit = True
 
     def call(self, images):
@@ -204,6 +224,8 @@ class StainNormalization(DataLayer):
             )
         elif self.method == "background":
             out = color.white_balance(x, self._background_gains(x), xp=xp)
+        elif self.method == "nucleus":
+            out = self._nucleus_normalize(x)
         elif self.method == "macenko":
             out = macenko.macenko_normalize(
                 x, self.target_stains, self.target_max, self.target_means, xp=xp
@@ -215,9 +237,41 @@ class StainNormalization(DataLayer):
             out = xp.numpy.squeeze(out, 0)
         return xp.cast(out, self.compute_dtype)
 
-    def _background_gains(self, x):
-        target = self.backend.convert_to_tensor(np.asarray(self.target_means, "float32"))
+    def _background_gains(self, x, target=None):
+        target = self.target_means if target is None else target
+        target = self.backend.convert_to_tensor(np.asarray(target, "float32"))
         return target[None] / morphometry.background_colour(x, xp=self.backend)
+
+    def _nucleus_chroma(self, x):
+        """White-balanced images (background to white), their L*a*b* and the
+        nucleus' mean (a*, b*)."""
+        xp = self.backend
+        white = color.white_balance(x, self._background_gains(x, (1.0, 1.0, 1.0)), xp=xp)
+        lab = color.rgb_to_lab(white, xp=xp)
+        mask = morphometry.nucleus_mask(white, background=xp.numpy.ones_like(
+            white[:, 0, 0, :]), xp=xp)
+        return white, lab, morphometry.nucleus_chroma(lab, mask, xp=xp)
+
+    def _nucleus_normalize(self, x):
+        xp = self.backend
+        np_ = xp.numpy
+        _, lab, chroma = self._nucleus_chroma(x)
+        a, b = chroma[:, 0], chroma[:, 1]
+        norm = np_.sqrt(a * a + b * b)
+        ta, tb = self.target_nucleus
+        target_norm = float(np.hypot(ta, tb))
+        present = norm > 1.0
+        safe = np_.maximum(norm, 1.0)
+        # rotation taking (a, b) to the target's direction, and a chroma gain
+        cos = np_.where(present, (a * ta + b * tb) / (safe * target_norm), 1.0)
+        sin = np_.where(present, (a * tb - b * ta) / (safe * target_norm), 0.0)
+        gain = np_.where(present, np_.clip(target_norm / safe, *_CHROMA_GAIN), 1.0)
+        cos, sin = (cos * gain)[:, None, None], (sin * gain)[:, None, None]
+        la, lb = lab[..., 1], lab[..., 2]
+        out = np_.stack([lab[..., 0], cos * la - sin * lb, sin * la + cos * lb], axis=-1)
+        rgb = color.lab_to_rgb(out, xp=xp)
+        bg = xp.convert_to_tensor(np.asarray(self.target_means, "float32"))
+        return np_.clip(rgb * bg, 0.0, 1.0)
 
     def adapt(self, data, batch_size=256, steps=None):
         """Sets the target statistics to the mean over ``data`` of each image's own.
@@ -245,8 +299,9 @@ class StainNormalization(DataLayer):
             x = (np.asarray(batch, "float32") - low) / (high - low)
             if x.ndim == 3:
                 x = x[None]
-            if self.method in ("background", "macenko"):
-                stats = macenko.image_stain_statistics(x, xp=xp)
+            if self.method in ("background", "nucleus", "macenko"):
+                stats = list(macenko.image_stain_statistics(x, xp=xp))
+                stats.append(self._nucleus_chroma(x)[2])
                 per_image.append([np.asarray(xp.convert_to_numpy(v)) for v in stats])
                 count += x.shape[0]
                 continue
@@ -259,7 +314,8 @@ class StainNormalization(DataLayer):
         if count == 0:
             raise ValueError("`adapt` received no images. Received: data with 0 images")
         if per_image:
-            stains, top, bg = (np.concatenate(v) for v in zip(*per_image))
+            stains, top, bg, nucleus = (np.concatenate(v) for v in zip(*per_image))
+            self.target_nucleus = tuple(float(v) for v in np.median(nucleus, axis=0))
             self.target_means = tuple(float(v) for v in np.median(bg, axis=0))
             vectors = np.median(stains, axis=0)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -285,6 +341,7 @@ class StainNormalization(DataLayer):
                 "value_range": self.value_range,
                 "target_stains": self.target_stains,
                 "target_max": self.target_max,
+                "target_nucleus": self.target_nucleus,
             }
         )
         return config
