@@ -53,8 +53,8 @@ def parse_args(argv=None):
                         "accuracy); without it, no replay and no old-lab figure")
     p.add_argument("--k", default="5,10,20",
                    help="labelled cells per class to adapt on, comma-separated")
-    p.add_argument("--steps", type=int, default=100, help="fine-tuning steps per k")
-    p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per k")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
     p.add_argument("--seed", type=int, default=0,
                    help="the old lab's split (as train.py's --seed) and the cells drawn")

@@ -44,7 +44,7 @@ __all__ = [
     "relative_density",
     "nucleus_mask",
     "nucleus_geometry",
-    "nucleus_chroma",
+    "nucleus_colour",
 ]
 
 #: Per-channel quantile taken as the background colour. In PBC images the
@@ -166,17 +166,17 @@ def nucleus_geometry(images, threshold=NUCLEUS_THRESHOLD, background=None, xp=No
     return cy, cx, radius
 
 
-def nucleus_chroma(lab, mask, xp=None):
-    """Mean ``(a*, b*)`` ``(B, 2)`` of the nucleus pixels of L*a*b* images.
+def nucleus_colour(lab, mask, xp=None):
+    """Mean ``(L*, a*, b*)`` ``(B, 3)`` of the nucleus pixels of L*a*b* images.
 
     Args:
         lab: ``(B, H, W, 3)`` CIE L*a*b* (:func:`celltl.color.rgb_to_lab`).
         mask: ``(B, H, W)`` float nucleus mask (:func:`nucleus_mask`).
         xp: backend namespace.
 
-    An image without nucleus pixels gets ``(0, 0)``.
+    An image without nucleus pixels gets ``(0, 0, 0)``.
     """
     xp = _xp(xp)
     np_ = xp.numpy
     area = np_.maximum(np_.sum(mask, axis=(1, 2)), 1.0)[:, None]
-    return np_.sum(lab[..., 1:] * mask[..., None], axis=(1, 2)) / area
+    return np_.sum(lab * mask[..., None], axis=(1, 2)) / area

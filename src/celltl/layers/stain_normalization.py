@@ -28,11 +28,12 @@ _DEFAULT_TARGETS = {
 _DEFAULT_BACKGROUND = (1.0, 0.894, 0.796)
 _DEFAULT_STAINS = ((0.708, 0.5632, 0.4261), (0.4656, 0.8759, 0.1266))
 _DEFAULT_MAX = (0.5974, 2.5577)
-# "nucleus": the median over the same images of the nucleus' mean (a*, b*)
-# after the white-point correction to white.
-_DEFAULT_NUCLEUS = (46.0, -58.6)
-#: Limits of the nucleus chroma gain of method="nucleus".
+# "nucleus": the median over the same images of the nucleus' mean
+# (L*, a*, b*) after the white-point correction to white.
+_DEFAULT_NUCLEUS = (33.7, 46.0, -58.6)
+#: Limits of the chroma and darkness gains of method="nucleus".
 _CHROMA_GAIN = (0.7, 1.4)
+_DARKNESS_GAIN = (0.7, 1.5)
 
 
 @keras.saving.register_keras_serializable(package="celltl")
@@ -62,13 +63,16 @@ class StainNormalization(DataLayer):
       statistics above it does not move with how much of the frame the cell
       fills, and it undoes a tinted background (another lab's yellow plasma)
       without touching the stain's own balance.
-    - ``method="nucleus"``: the white-point correction of ``"background"``,
-      then, in L*a*b*, every pixel's chroma ``(a*, b*)`` is rotated and
-      scaled (gain within ``[0.7, 1.4]``) so that the nucleus' mean chroma
-      (:func:`celltl.morphometry.nucleus_chroma`) becomes
-      ``target_nucleus``: another lab's nuclear stain that comes out redder
-      or paler than the model's is brought to its hue; the background,
-      being white at that point, is unchanged.
+    - ``method="nucleus"``: the white-point correction of ``"background"``
+      (to white), then, in L*a*b*, every pixel's chroma ``(a*, b*)`` is
+      rotated and scaled (gain within ``[0.7, 1.4]``) and its darkness
+      ``100 - L*`` scaled (gain within ``[0.7, 1.5]``) so that the
+      nucleus' mean colour (:func:`celltl.morphometry.nucleus_colour`)
+      becomes ``target_nucleus``; then the background is given the
+      ``target_means`` colour. Another lab's nuclear stain that comes out
+      redder, paler or darker than the model's is brought to its colour, a
+      washed-out (low-contrast) image gets its contrast back, and the
+      background, white at that point, is unchanged by the chroma step.
     - ``method="macenko"`` (Macenko et al., 2009; :mod:`celltl.macenko`):
       each image's two stain vectors and amounts, measured in optical
       density *relative to its own background*, are mapped to
@@ -113,7 +117,7 @@ class StainNormalization(DataLayer):
             percentile amounts, or None for the default. Defaults to
             ``None``.
         target_nucleus: ``"nucleus"`` only: the nucleus' target mean
-            ``(a*, b*)``, or None for the default (PBC's). Defaults to
+            ``(L*, a*, b*)``, or None for the default (PBC's). Defaults to
             ``None``.
         value_range: ``(low, high)`` range of input and output. Defaults to
             ``(0, 255)``. Outputs stay inside it.
@@ -196,7 +200,7 @@ class StainNormalization(DataLayer):
         )
         self.target_nucleus = check_numbers(
             "target_nucleus", _DEFAULT_NUCLEUS if target_nucleus is None else target_nucleus,
-            length=2, low=-128.0, high=128.0,
+            length=3, low=-128.0, high=128.0,
         )
         self.supports_jit = True
 
@@ -242,23 +246,23 @@ class StainNormalization(DataLayer):
         target = self.backend.convert_to_tensor(np.asarray(target, "float32"))
         return target[None] / morphometry.background_colour(x, xp=self.backend)
 
-    def _nucleus_chroma(self, x):
+    def _nucleus_colour(self, x):
         """White-balanced images (background to white), their L*a*b* and the
-        nucleus' mean (a*, b*)."""
+        nucleus' mean (L*, a*, b*)."""
         xp = self.backend
         white = color.white_balance(x, self._background_gains(x, (1.0, 1.0, 1.0)), xp=xp)
         lab = color.rgb_to_lab(white, xp=xp)
         mask = morphometry.nucleus_mask(white, background=xp.numpy.ones_like(
             white[:, 0, 0, :]), xp=xp)
-        return white, lab, morphometry.nucleus_chroma(lab, mask, xp=xp)
+        return white, lab, morphometry.nucleus_colour(lab, mask, xp=xp)
 
     def _nucleus_normalize(self, x):
         xp = self.backend
         np_ = xp.numpy
-        _, lab, chroma = self._nucleus_chroma(x)
-        a, b = chroma[:, 0], chroma[:, 1]
+        _, lab, nucleus = self._nucleus_colour(x)
+        lightness, a, b = nucleus[:, 0], nucleus[:, 1], nucleus[:, 2]
         norm = np_.sqrt(a * a + b * b)
-        ta, tb = self.target_nucleus
+        tl, ta, tb = self.target_nucleus
         target_norm = float(np.hypot(ta, tb))
         present = norm > 1.0
         safe = np_.maximum(norm, 1.0)
@@ -267,8 +271,12 @@ class StainNormalization(DataLayer):
         sin = np_.where(present, (a * tb - b * ta) / (safe * target_norm), 0.0)
         gain = np_.where(present, np_.clip(target_norm / safe, *_CHROMA_GAIN), 1.0)
         cos, sin = (cos * gain)[:, None, None], (sin * gain)[:, None, None]
+        darkness = np_.where(
+            present, np_.clip((100.0 - tl) / np_.maximum(100.0 - lightness, 1.0),
+                              *_DARKNESS_GAIN), 1.0)[:, None, None]
         la, lb = lab[..., 1], lab[..., 2]
-        out = np_.stack([lab[..., 0], cos * la - sin * lb, sin * la + cos * lb], axis=-1)
+        out = np_.stack([100.0 - (100.0 - lab[..., 0]) * darkness,
+                         cos * la - sin * lb, sin * la + cos * lb], axis=-1)
         rgb = color.lab_to_rgb(out, xp=xp)
         bg = xp.convert_to_tensor(np.asarray(self.target_means, "float32"))
         return np_.clip(rgb * bg, 0.0, 1.0)
@@ -301,7 +309,7 @@ class StainNormalization(DataLayer):
                 x = x[None]
             if self.method in ("background", "nucleus", "macenko"):
                 stats = list(macenko.image_stain_statistics(x, xp=xp))
-                stats.append(self._nucleus_chroma(x)[2])
+                stats.append(self._nucleus_colour(x)[2])
                 per_image.append([np.asarray(xp.convert_to_numpy(v)) for v in stats])
                 count += x.shape[0]
                 continue
