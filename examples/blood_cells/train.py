@@ -43,11 +43,12 @@ PROFILES = {
         cell_scale=0.0, zoom="-0.1,0.1", stain_augment=0.05, hue_augment=0.0,
     ),
     # All the training images, for a budget of training images seen rather
-    # than a number of epochs, so that it takes about 20 minutes on a 2-core
-    # CPU whatever the data size (18 epochs of 11,400 cells, 120 of 1,650).
+    # than a number of epochs, so that it takes about the same time whatever
+    # the data size (11 epochs of 11,400 cells, 79 of 1,650): 200,000 took
+    # about 35 minutes on an idle 2-core CPU, so 130,000 aims at 25 at most.
     "standard": dict(
         backbone="mobilenetv3_small", image_size=96, weights="none",
-        head_epochs=0, epochs=None, train_images_budget=200_000,
+        head_epochs=0, epochs=None, train_images_budget=130_000,
         max_train_images=0, max_eval_images=0,
         synthetic_images=1600, policy="light", patience=15, min_epochs=40,
         stain_norm="reinhard", robustness_images=500, cpu_batch=32, gpu_batch=256,
@@ -144,7 +145,7 @@ def parse_args(argv=None):
     p.add_argument("--train-images-budget", type=int, default=None,
                    help="train for about this many training images seen: epochs "
                         "= budget / training images, 10..150 (the standard "
-                        "profile's default: 200000; --epochs overrides it)")
+                        "profile's default: 130000; --epochs overrides it)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs of phase 2 (quick: 40, full: 30)")
     p.add_argument("--head-epochs", type=int, default=None,
