@@ -13,15 +13,11 @@ __all__ = ["FewShotResult", "adapt_few_shot", "few_shot_split"]
 
 
 class FewShotResult(NamedTuple):
-    """What :func:`adapt_few_shot` did.
-
-    Attributes:
-        history: the ``keras.callbacks.History`` of the fine-tuning.
-        images: labelled new-lab images used.
-        replay_images: old-lab images available for replay (0: none).
-        steps: optimizer steps taken.
-        classes: the new lab's classes that had labelled cells.
-    """
+    """What :func:`adapt_few_shot` did: ``history`` (the
+    ``keras.callbacks.History`` of the fine-tuning), ``images`` (labelled
+    new-lab images used), ``replay_images`` (old-lab images available for
+    replay; 0: none), ``steps`` (optimizer steps taken) and ``classes`` (the
+    new lab's classes that had labelled cells)."""
 
     history: object
     images: int

@@ -143,6 +143,7 @@ class CellScale(DataLayer):
         rows = xp.convert_to_tensor(np.arange(height, dtype="float32"))[None, :, None] - oy
         cols = xp.convert_to_tensor(np.arange(width, dtype="float32"))[None, None, :] - ox
         z = zoom[:, None, None]
+        # (B, H, 1) and (B, 1, W) broadcast to the (B, H, W) sampling grid.
         sample_y = cy[:, None, None] + z * rows + 0.0 * cols
         sample_x = cx[:, None, None] + z * cols + 0.0 * rows
         centred = x - bg[:, None, None, :]

@@ -67,7 +67,7 @@ class LabReport:
                 )
             lines += [
                 "",
-                f"Confusion (rows: true, columns: predicted over every class of the model):",
+                "Confusion (rows: true, columns: predicted over every class of the model):",
                 "",
                 "| true \\ predicted | " + " | ".join(names) + " |",
                 "|---|" + "---:|" * len(names),
