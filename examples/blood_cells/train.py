@@ -505,8 +505,10 @@ def make_preprocessing(args, x_tr):
         norm = StainNormalization(method=args.stain_norm, statistics="percentile")
         norm.adapt(x_tr)
         layers.append(norm)
-        print(f"  stain normalisation ({args.stain_norm}) of every image, in training "
-              "and at inference; target adapted to the training images: "
+        statistics = (", percentile statistics"
+                      if args.stain_norm in ("reinhard", "grey_world") else "")
+        print(f"  stain normalisation ({args.stain_norm}{statistics}) of every image, "
+              "in training and at inference; target adapted to the training images: "
               + ", ".join(f"{v:.3g}" for v in norm.target_means))
     if not layers:
         return None

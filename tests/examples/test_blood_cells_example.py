@@ -322,7 +322,7 @@ def test_standard_profile_is_accepted_and_printed(train):
     args = train.parse_args(["--data", "x.npz", "--profile", "standard"])
     assert (args.backbone, args.image_size, args.weights, args.epochs) == (
         "mobilenetv3_small", 96, "none", None)
-    assert args.train_images_budget == 200_000
+    assert args.train_images_budget == 130_000
     assert (args.max_train_images, args.patience, args.min_epochs) == (0, 15, 40)
     # --epochs overrides the budget.
     fixed = train.parse_args(["--data", "x.npz", "--profile", "standard", "--epochs", "3"])

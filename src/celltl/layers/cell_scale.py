@@ -50,8 +50,8 @@ class CellScale(DataLayer):
 
     Args:
         target_radius: the nucleus' radius of gyration in the output, as a
-            share of the image side, in ``(0, 0.5]``. Defaults to
-            :data:`DEFAULT_TARGET_RADIUS` (PBC's median); :meth:`adapt` sets
+            share of the image side, in ``(0, 0.5]``. Defaults to ``0.117``
+            (:data:`DEFAULT_TARGET_RADIUS`, PBC's median); :meth:`adapt` sets
             it from your training images.
         strength: exponent in ``[0, 1]`` (``0``: no change). Defaults to
             ``1.0``.
