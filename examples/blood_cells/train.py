@@ -129,8 +129,9 @@ def parse_args(argv=None):
                         "every image so its nucleus has a canonical size "
                         "(carried by the saved model; 0 = off)")
     p.add_argument("--zoom", default=None,
-                   help="zoom range MIN,MAX of the light policy's RandomAffine "
-                        "(-0.4: cells 1.7x larger; quick: -0.1,0.1)")
+                   help="zoom range MIN,MAX of the light policy's RandomAffine, "
+                        "written --zoom=-0.4,0.2 (a leading minus needs the '='; "
+                        "-0.4: cells 1.7x larger; quick: -0.1,0.1)")
     p.add_argument("--stain-augment", type=float, default=None,
                    help="HED stain jitter of the light policy (quick: 0.05)")
     p.add_argument("--hue-augment", type=float, default=None,
