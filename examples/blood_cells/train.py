@@ -199,6 +199,10 @@ def parse_args(argv=None):
                          f"Received: {args.train_images_budget}")
     args.train_images_budget = None if args.epochs is not None else (
         args.train_images_budget or prof.get("train_images_budget"))
+    #: Light-policy flags the user set (they do not apply to --policy study).
+    args.light_flags = [f"--{k.replace('_', '-')}" for k in
+                        ("zoom", "stain_augment", "hue_augment")
+                        if getattr(args, k) is not None]
     for key in ("backbone", "image_size", "weights", "head_epochs", "epochs",
                 "max_train_images", "max_eval_images", "synthetic_images",
                 "patience", "min_epochs", "policy", "stain_norm",
@@ -232,6 +236,9 @@ def check_args(args):
     if args.robustness_images < -1:
         raise UserError("--robustness-images must be -1 (all), 0 (skip) or a "
                         f"positive cap. Received: {args.robustness_images}")
+    if args.policy == "study" and args.light_flags:
+        raise UserError(f"{', '.join(args.light_flags)} apply to the light policy "
+                        "only. Received: --policy study")
     if not 0.0 <= args.cell_scale <= 1.0:
         raise UserError(f"--cell-scale must be in [0, 1]. Received: {args.cell_scale}")
     try:
@@ -852,7 +859,7 @@ def run(args):
         "epochs_run": dict(zip(phases, lengths)),
         "best_epochs": best_epochs, "monitor": MONITOR,
         "config": {k: v for k, v in vars(args).items()
-                   if k not in ("interrupt_after_epoch", "preparation")},
+                   if k not in ("interrupt_after_epoch", "preparation", "light_flags")},
         "preparation": args.preparation,
         "batch_size": batch, "lr": lr, "devices": where, "precision": precision,
         "wall_minutes": round(minutes, 2),

@@ -270,6 +270,8 @@ def test_synthetic_two_devices_resumes_after_a_kill(tmp_path):
         (["--zoom", "0.5"], "--zoom must be MIN,MAX. Received: '0.5'"),
         (["--zoom", "0.5,-0.5"], "--zoom must satisfy"),
         (["--other-lab", "/nonexistent/lab.npz"], "--other-lab: no such file"),
+        (["--policy", "study", "--hue-augment", "10"],
+         "--hue-augment apply to the light policy only. Received: --policy study"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
