@@ -115,15 +115,7 @@ def macenko_normalize(images, target_stains, target_max, target_background, xp=N
     xp = _xp(xp)
     np_ = xp.numpy
     x = _as_float32(images, xp)
-    bg = background_colour(x, xp=xp)
-    od = relative_density(x, bg, xp=xp)
-    grid = _grid(od, xp)
-    mask = xp.cast(np_.sum(grid, axis=2) > TISSUE_DENSITY, "float32")
-    stains = macenko_stains(grid, mask, xp=xp)
-    amounts = _concentrations(grid, stains, xp)
-    top = np_.stack(
-        [_masked_quantile(amounts[..., k], mask, 0.99, xp) for k in range(2)], axis=1
-    )
+    od, mask, stains, top, _ = _estimate(x, xp)
     target_max = xp.convert_to_tensor(np.asarray(target_max, "float32"))
     gain = target_max[None] / np_.maximum(top, 1e-3)
     batch = xp.shape(x)[0]
@@ -139,18 +131,26 @@ def macenko_normalize(images, target_stains, target_max, target_background, xp=N
     return np_.where(enough, out, x)
 
 
-def image_stain_statistics(images, xp=None):
-    """Each image's stain vectors ``(B, 2, 3)`` and 99th-percentile amounts ``(B, 2)``,
-    and its background colour ``(B, 3)``: what ``adapt`` averages into a target."""
-    xp = _xp(xp)
+def _estimate(x, xp):
+    """Relative OD ``(B, H, W, 3)``, the stained-pixel mask of its grid
+    ``(B, N)``, stain vectors ``(B, 2, 3)``, 99th-percentile amounts
+    ``(B, 2)`` and background colour ``(B, 3)`` of float RGB ``x``."""
     np_ = xp.numpy
-    x = _as_float32(images, xp)
     bg = background_colour(x, xp=xp)
-    grid = _grid(relative_density(x, bg, xp=xp), xp)
+    od = relative_density(x, bg, xp=xp)
+    grid = _grid(od, xp)
     mask = xp.cast(np_.sum(grid, axis=2) > TISSUE_DENSITY, "float32")
     stains = macenko_stains(grid, mask, xp=xp)
     amounts = _concentrations(grid, stains, xp)
     top = np_.stack(
         [_masked_quantile(amounts[..., k], mask, 0.99, xp) for k in range(2)], axis=1
     )
+    return od, mask, stains, top, bg
+
+
+def image_stain_statistics(images, xp=None):
+    """Each image's stain vectors ``(B, 2, 3)`` and 99th-percentile amounts ``(B, 2)``,
+    and its background colour ``(B, 3)``: what ``adapt`` averages into a target."""
+    xp = _xp(xp)
+    _, _, stains, top, bg = _estimate(_as_float32(images, xp), xp)
     return stains, top, bg

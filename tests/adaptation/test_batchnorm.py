@@ -67,8 +67,10 @@ def test_report_counts_and_warns_when_labels_say_it_got_worse():
     assert report.accuracy_after == pytest.approx(np.mean(after == before))
     assert report.changed == pytest.approx(np.mean(after != before))
     assert sum(report.counts_after) == 40
-    if report.accuracy_after < 1.0:
-        assert any("fell" in w for w in report.warnings)
+    # BatchNorm's initial statistics (0, 1) are far from pixels in [0, 255]:
+    # predictions change, so the labels (the old predictions) say it got worse.
+    assert report.changed > 0 and report.accuracy_after < 1.0
+    assert any("fell" in w for w in report.warnings)
     assert "AdaBN on 40 unlabelled images" in str(report)
 
 

@@ -109,13 +109,16 @@ class CellScale(DataLayer):
         ``images`` in ``value_range``, ``(B, H, W, 3)``. Returns ``(zoom,
         center_y, center_x, background)``.
         """
+        low, high = self.value_range
+        return self._zoom((self.backend.cast(images, "float32") - low) / (high - low))
+
+    def _zoom(self, x):
+        """:meth:`zoom` of images ``x`` already in ``[0, 1]``."""
         xp = self.backend
         np_ = xp.numpy
-        low, high = self.value_range
-        x = (xp.cast(images, "float32") - low) / (high - low)
         bg = morphometry.background_colour(x, xp=xp)
         cy, cx, radius = morphometry.nucleus_geometry(x, background=bg, xp=xp)
-        side = float(min(images.shape[1], images.shape[2]))
+        side = float(min(x.shape[1], x.shape[2]))
         ratio = np_.maximum(radius, 1e-3) / (self.target_radius * side)
         zoom = np_.exp(self.strength * np_.log(ratio))
         zoom = np_.where(radius > 0, zoom, 1.0)
@@ -134,7 +137,7 @@ class CellScale(DataLayer):
             return xp.cast(images, self.compute_dtype)
         low, high = self.value_range
         x = (xp.cast(images, "float32") - low) / (high - low)
-        zoom, cy, cx, bg = self.zoom(images)
+        zoom, cy, cx, bg = self._zoom(x)
         height, width = images.shape[1], images.shape[2]
         oy, ox = (height - 1) / 2.0, (width - 1) / 2.0
         if self.center == "image":
