@@ -58,6 +58,9 @@ def parse_args(argv=None):
                         "statistics on them first (AdaBN) and report what changed")
     p.add_argument("--save-adapted", default=None, metavar="PATH",
                    help="with --adapt-unlabelled: save the adapted model here")
+    p.add_argument("--output", default=None, metavar="CSV",
+                   help="also write every image's probabilities to this CSV "
+                        "(image, predicted, p_<class>...)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="progress: 1 = Keras' bar (default on a terminal), "
                         "2 = one summary line on stderr (default otherwise), "
@@ -174,14 +177,10 @@ def run(args):
         if meta.get("synthetic"):
             print("NOTE: this model was trained on SYNTHETIC cells, not real ones.")
     import_tensorflow()
-    import keras
-
-    import celltl.layers  # noqa: F401  registers celltl's layers for loading
-    import celltl.models  # noqa: F401
-    import celltl.training  # noqa: F401
+    from celltl.models import load_model
 
     try:
-        model = keras.saving.load_model(model_path)
+        model = load_model(model_path)
     except Exception as err:  # keras raises many types for a bad file
         raise UserError(f"could not load {model_path}: "
                         f"{str(err).splitlines()[0]}") from None
@@ -220,6 +219,11 @@ def run(args):
         order = p.argsort()[::-1][:top]
         shown = "  ".join(f"{class_names[c]} {p[c]:.3f}" for c in order)
         print(f"{name:{width}s}  {class_names[order[0]]:14s} | {shown}")
+    if args.output:
+        import report
+
+        report.write_predictions(args.output, names, probs, class_names)
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

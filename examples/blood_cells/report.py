@@ -203,3 +203,22 @@ def write_json(obj, path):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
     return path
+
+
+def write_predictions(path, rows, probs, names, labels=None):
+    """One CSV line per image: its row name, true label (if known), predicted
+    class and the probability of every class (train.py's test split, and
+    predict.py --output)."""
+    import csv
+
+    import numpy as np
+
+    probs = np.asarray(probs, dtype=np.float64)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["image"] + (["label"] if labels is not None else [])
+                     + ["predicted"] + [f"p_{n}" for n in names])
+        for i, (row, p) in enumerate(zip(rows, probs)):
+            out.writerow([row] + ([names[int(labels[i])]] if labels is not None else [])
+                         + [names[int(p.argmax())]] + [f"{v:.6f}" for v in p])
+    return path

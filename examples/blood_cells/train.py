@@ -180,6 +180,15 @@ def parse_args(argv=None):
                         "with MirroredStrategy (tests the multi-device path); "
                         "default: all GPUs, MultiWorkerMirroredStrategy if "
                         "TF_CONFIG is set")
+    p.add_argument("--precision", default="auto",
+                   choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                   help="Keras dtype policy; auto: mixed_bfloat16 on GPUs of "
+                        "compute capability 8+, mixed_float16 on older GPUs, "
+                        "float32 on a CPU")
+    p.add_argument("--jit", default="auto", choices=("auto", "on", "off"),
+                   help="XLA compilation of the train step; auto: Keras' "
+                        "choice on a GPU, off on a CPU (on: jit_compile=True "
+                        "anywhere, the GPU path on a CPU)")
     p.add_argument("--output-dir", default="runs/blood_cells",
                    help="every output goes here; rerunning the same command "
                         "resumes an interrupted run")
@@ -328,10 +337,14 @@ def setup_devices(args):
     return tf.distribute.get_strategy(), False, "CPU"
 
 
-def setup_precision(on_gpu):
+def setup_precision(on_gpu, precision="auto"):
+    """Sets Keras' global dtype policy; returns its name."""
     import keras
     import tensorflow as tf
 
+    if precision != "auto":
+        keras.mixed_precision.set_global_policy(precision)
+        return precision
     if not on_gpu:
         return "float32"
     details = tf.config.experimental.get_device_details(
@@ -665,7 +678,9 @@ def run(args):
     import numpy as np
     import tensorflow as tf
 
-    precision = setup_precision(args.on_gpu)
+    precision = setup_precision(args.on_gpu, args.precision)
+    jit = {"on": True, "off": False}.get(
+        args.jit, "auto" if args.on_gpu else False)
     keras.utils.set_random_seed(args.seed)
     batch = args.batch_size or PROFILES[args.profile][
         "gpu_batch" if args.on_gpu else "cpu_batch"]
@@ -692,6 +707,7 @@ def run(args):
                         "train, validation and test")
     x_tr, y_tr, x_va, y_va, x_te, y_te = x[tr], y[tr], x[va], y[va], x[te], y[te]
     originals_te = originals[te]
+    rows_te = kept[te]  # rows of the loaded data (the --data file's order)
     del originals
     print(f"  {how}: train {tr.size}, validation {va.size}, test {te.size}"
           + (f" (train capped at --max-train-images {args.max_train_images})"
@@ -714,7 +730,8 @@ def run(args):
           + ("all" if args.robustness_images < 0 else str(args.robustness_images))
           + " test cells")
     print(f"  devices: {where}, {strategy.num_replicas_in_sync} replica(s), "
-          f"precision {precision}" + (", XLA auto" if args.on_gpu else ""))
+          f"precision {precision}, XLA "
+          + {True: "on", False: "off", "auto": "auto"}[jit])
 
     step(4, f"Balance ({args.balance})")
     from celltl.data import balanced_dataset, class_weights
@@ -793,7 +810,7 @@ def run(args):
             unfreeze_mode="gradual" if gradual else "all",
             train_norm=from_scratch, monitor=MONITOR, patience=args.patience,
             min_epochs=args.min_epochs, checkpoint_dir=out_dir, class_weight=cw,
-            jit_compile="auto" if args.on_gpu else False, steps_per_epoch=steps,
+            jit_compile=jit, steps_per_epoch=steps,
             callbacks=kill, verbose=args.verbose)
     phases = (["phase1_head"] if head_epochs else []) + ["phase2_fine_tune"]
     best_epochs = {}
@@ -824,6 +841,8 @@ def run(args):
                                 out_dir / "training_curves.png",
                                 f"{tag}{args.backbone} on {source}")
     report.print_metrics(metrics, names)
+    report.write_predictions(out_dir / "test_predictions.csv", rows_te, probs,
+                             names, labels=y_te)
     warning = None
     if chance["at_chance"]:
         warning = report.chance_warning(chance, [
@@ -862,9 +881,11 @@ def run(args):
                    if k not in ("interrupt_after_epoch", "preparation", "light_flags")},
         "preparation": args.preparation,
         "batch_size": batch, "lr": lr, "devices": where, "precision": precision,
+        "jit_compile": jit,
         "wall_minutes": round(minutes, 2),
     }, out_dir / "metrics.json")
-    print(f"  wrote {model_path}, labels.json, metrics.json, confusion_matrix.png, "
+    print(f"  wrote {model_path}, labels.json, metrics.json, test_predictions.csv, "
+          "confusion_matrix.png, "
           f"training_curves.png, augmentation_grid.png, audit.md in {out_dir}")
     print(f"  done in {minutes:.1f} min. Try: python {HERE / 'predict.py'} "
           f"{model_path} IMAGE_OR_FOLDER_OR_NPZ")

@@ -3,6 +3,9 @@
 Importing :mod:`celltl` is cheap: the public names below are loaded lazily, on
 first access, so ``import celltl`` neither imports TensorFlow nor touches the
 network. ``from celltl import GridMask`` imports what ``GridMask`` needs.
+celltl's serialisable classes are registered with Keras as soon as both are
+imported (in either order), so ``keras.saving.load_model`` loads a model that
+holds celltl layers after a plain ``import celltl``.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ _EXPORTS = {
     "build_head": "celltl.models",
     "check_backbone": "celltl.models",
     "create_backbone": "celltl.models",
+    "load_model": "celltl.models",
     "predict": "celltl.models",
     "restrict": "celltl.models",
     # transfer learning: freezing, unfreezing, recipe
@@ -139,3 +143,8 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+from celltl import _registration  # noqa: E402
+
+_registration.install()

@@ -23,8 +23,6 @@ layers should be built with :class:`keras.layers.Pipeline` (safe in
 
 from __future__ import annotations
 
-import math
-
 import keras
 
 from celltl._checks import (
@@ -37,13 +35,11 @@ from celltl._checks import (
 )
 from celltl._compat import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
+from celltl.layers.sub_batch import bucket_size
 
 __all__ = ["PassThrough", "RandomApply", "RandomChoice"]
 
 STRATEGIES = ("auto", "partition", "select")
-#: In graphs, sub-batches are padded to a power of two up to this size and to
-#: a multiple of it above (see ``_Dispatch._run_part``).
-BUCKET = 32
 
 
 @keras.saving.register_keras_serializable(package="celltl")
@@ -108,14 +104,14 @@ class _Dispatch(RandomLayer):
         out = layer(images, training=True)
         return self.backend.cast(out, self.compute_dtype)
 
-    def _run_part(self, layer, part):
+    def _run_part(self, layer, part, batch):
         """Runs ``layer`` on the sub-batch of images that drew it (a graph op).
 
         - celltl image layers run their math as XLA kernels, compiled once per
           input shape; sub-batch sizes change from step to step, so the
-          sub-batch is padded to a power of two up to :data:`BUCKET` and to a
-          multiple of it above (at most twice the work for small sub-batches,
-          and a handful of shapes to compile); nothing runs for an empty one
+          sub-batch is padded to one of at most eight sizes per batch size
+          (:func:`celltl.layers.sub_batch.bucket_size`: a power of two for a
+          power-of-two batch, at most twice the work); nothing runs for an empty one
           (its kernels would compile once more, for zero rows). A minimum
           size of 4 (fewer shapes to compile in the first steps) was
           measured 13% slower per call of ``study_policy()`` at batch 32,
@@ -143,9 +139,7 @@ class _Dispatch(RandomLayer):
             )
 
         def run():
-            log2 = tf.math.ceil(tf.math.log(tf.cast(n, "float32")) / math.log(2.0))
-            pow2 = tf.cast(tf.pow(2.0, log2), "int32")
-            size = tf.where(n <= BUCKET, pow2, (n + BUCKET - 1) // BUCKET * BUCKET)
+            size = bucket_size(n, batch)
             filler = tf.zeros(tf.concat([[size - n], tf.shape(part)[1:]], 0), part.dtype)
             return self._run_branch(layer, tf.concat([part, filler], 0))[:n]
 
@@ -162,7 +156,7 @@ class _Dispatch(RandomLayer):
             batch = tf.shape(images)[0]
             parts = tf.dynamic_partition(images, choice, n)
             where = tf.dynamic_partition(tf.range(batch), choice, n)
-            outs = [self._run_part(b, p) for b, p in zip(branches, parts[:-1])]
+            outs = [self._run_part(b, p, batch) for b, p in zip(branches, parts[:-1])]
             outs.append(parts[-1])
             out = tf.dynamic_stitch(where, outs)
             return tf.ensure_shape(out, images.shape)

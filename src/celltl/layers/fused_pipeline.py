@@ -62,6 +62,7 @@ import keras
 from celltl._checks import check_bool, check_layers
 from celltl._compat import borrowed_backends, in_xla_context
 from celltl.layers.base import XLA_KERNELS, RandomLayer
+from celltl.layers.sub_batch import bucket_size
 from celltl.layers.fusion import (
     GEOMETRY,
     MASK,
@@ -79,10 +80,6 @@ __all__ = ["FusedPipeline", "fuse"]
 #: Run an operation needing the image as it stands that is one branch of a
 #: :class:`~celltl.RandomChoice` once for two rounds (:func:`_merge_rounds`).
 MERGE_ROUNDS = True
-
-#: Sub-batches of images that take the split path are padded to a power of
-#: two up to this size and to a multiple of it above (few compiled shapes).
-BUCKET = 32
 
 #: A position whose operations at most this share of the images is expected
 #: to draw (a RandAugment's second operation: from the rates and choices of
@@ -913,11 +910,12 @@ def _rows_result(x, active, fn, least=None):
     """``(rows, fn(sub, rows))`` for the images of ``x`` where ``active``
     (TensorFlow graphs and eager): their int32 indices and results.
 
-    ``sub`` is those images padded (with copies of image 0) to a power of two
-    up to :data:`BUCKET` and to a multiple of it above, and to at least
-    ``least`` (an int32 scalar, or None), so that the XLA kernels ``fn`` runs
-    see a few shapes only; ``rows`` are their int32 indices. Nothing runs
-    when no image is active.
+    ``sub`` is those images padded (with copies of image 0) to one of the
+    fixed sizes of :func:`celltl.layers.sub_batch.bucket_size` for the
+    batch, at least ``least`` (an int32 scalar, or None), so that the XLA
+    kernels ``fn`` runs see a few shapes only (at most eight per batch
+    size); ``rows`` are their int32 indices. Nothing runs when no image is
+    active.
     """
     import tensorflow as tf
 
@@ -925,9 +923,7 @@ def _rows_result(x, active, fn, least=None):
     n = tf.shape(index)[0]
 
     def run():
-        size = tf.where(n <= BUCKET, _pow2(tf.cast(n, "float32")), (n + BUCKET - 1) // BUCKET * BUCKET)
-        if least is not None:
-            size = tf.maximum(size, least)
+        size = bucket_size(n, tf.shape(active)[0], least)
         padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
         return tf.cast(fn(tf.gather(x, padded), padded)[:n], x.dtype)
 

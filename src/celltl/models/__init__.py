@@ -8,6 +8,7 @@ from celltl.models.backbones import (
 )
 from celltl.models.classifier import build_classifier
 from celltl.models.head import build_head
+from celltl.models.loading import load_model
 from celltl.models.prediction import predict, restrict
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "build_head",
     "check_backbone",
     "create_backbone",
+    "load_model",
     "predict",
     "restrict",
 ]
