@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +66,55 @@ def other_lab_cells(other_lab_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------------------
+# Worker processes of a multi-worker cluster on this machine
+# ---------------------------------------------------------------------------
+
+
+def free_ports(n):
+    """``n`` ports free on 127.0.0.1 now (bound to port 0, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _run_workers(command, n=2, timeout=240, env=None):
+    """Runs ``command(i)`` as worker ``i`` of ``n`` on 127.0.0.1; returns their results.
+
+    Every worker is killed when the time is up or when any fails to start.
+    """
+    ports = free_ports(n)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    try:
+        for i in range(n):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+            procs.append(subprocess.Popen(
+                command(i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=dict(os.environ, **(env or {}), TF_CONFIG=tf_config,
+                         TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")))
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append((p.returncode, out, err))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def run_workers():
+    """``run_workers(command, n=2, timeout=240, env=None)``: runs ``command(i)``
+    as worker ``i`` of ``n`` (``TF_CONFIG`` on 127.0.0.1, free ports); returns
+    ``[(returncode, stdout, stderr)]``; every worker is stopped at the end."""
+    return _run_workers

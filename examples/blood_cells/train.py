@@ -327,7 +327,9 @@ def setup_devices(args):
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     if os.environ.get("TF_CONFIG"):
-        return (tf.distribute.MultiWorkerMirroredStrategy(), bool(gpus),
+        from celltl.training import multi_worker_strategy
+
+        return (multi_worker_strategy(), bool(gpus),
                 "MultiWorkerMirroredStrategy from TF_CONFIG")
     if len(gpus) > 1:
         return (tf.distribute.MirroredStrategy(), True,
@@ -335,6 +337,28 @@ def setup_devices(args):
     if gpus:
         return tf.distribute.get_strategy(), True, "1 GPU"
     return tf.distribute.get_strategy(), False, "CPU"
+
+
+def worker_role():
+    """``(is_chief, task)`` from ``TF_CONFIG`` (no ``TF_CONFIG``: the chief).
+
+    With ``MultiWorkerMirroredStrategy`` every worker runs this script; the
+    chief is the task of type ``chief``, or worker 0 when the cluster has no
+    ``chief``. Only the chief writes to ``--output-dir``.
+    """
+    import json
+
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        raise UserError("TF_CONFIG is not valid JSON") from None
+    task = config.get("task") or {}
+    if not task:
+        return True, "single process"
+    kind, index = task.get("type"), int(task.get("index", 0))
+    chief = kind == "chief" or (
+        kind == "worker" and index == 0 and "chief" not in (config.get("cluster") or {}))
+    return chief, f"{kind} {index}"
 
 
 def setup_precision(on_gpu, precision="auto"):
@@ -671,9 +695,27 @@ def main(argv=None):
 def run(args):
     t0 = time.time()
     check_args(args)
-    out_dir = Path(args.output_dir)
+    chief, task = worker_role()
+    if chief:
+        out_dir = Path(args.output_dir)
+    else:  # every worker saves (collectives), only the chief's files are kept
+        import tempfile
+
+        out_dir = Path(tempfile.mkdtemp(prefix="celltl_worker_"))
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, t0, out_dir, chief, task)
+    finally:
+        if not chief:
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _run(args, t0, out_dir, chief, task):
     strategy, args.on_gpu, where = setup_devices(args)
+    if task != "single process":
+        where += f" ({task}, {'chief: writes ' + str(out_dir) if chief else 'not the chief: writes nothing'})"
     import keras
     import numpy as np
     import tensorflow as tf
@@ -779,6 +821,12 @@ def run(args):
     with strategy.scope():
         model = build_model(args, len(names), step5_policy, preprocessing)
     print(f"  {model.count_params():,} parameters")
+    if strategy.num_replicas_in_sync > 1:
+        from celltl.training import synchronize_batchnorm
+
+        n = synchronize_batchnorm(model)
+        print(f"  {n} BatchNormalization layers use the global batch's statistics "
+              f"(synchronized over {strategy.num_replicas_in_sync} replicas)")
 
     step(7, "Train")
     from celltl.models import predict
@@ -884,6 +932,9 @@ def run(args):
         "jit_compile": jit,
         "wall_minutes": round(minutes, 2),
     }, out_dir / "metrics.json")
+    if not chief:
+        print(f"  {task} is not the chief: its outputs are discarded; the chief "
+              "writes them")
     print(f"  wrote {model_path}, labels.json, metrics.json, test_predictions.csv, "
           "confusion_matrix.png, "
           f"training_curves.png, augmentation_grid.png, audit.md in {out_dir}")

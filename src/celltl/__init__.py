@@ -125,6 +125,8 @@ _EXPORTS = {
     "freeze": "celltl.training",
     "freeze_to": "celltl.training",
     "is_norm_layer": "celltl.training",
+    "multi_worker_strategy": "celltl.training",
+    "synchronize_batchnorm": "celltl.training",
     "unfreeze": "celltl.training",
     "unfreeze_top": "celltl.training",
 }

@@ -1,5 +1,6 @@
 """Freezing helpers, the GradualUnfreezer callback and the two-phase recipe."""
 
+from celltl.training.distribution import multi_worker_strategy, synchronize_batchnorm
 from celltl.training.freezing import (
     backbone_of,
     freeze,
@@ -19,6 +20,8 @@ __all__ = [
     "freeze",
     "freeze_to",
     "is_norm_layer",
+    "multi_worker_strategy",
+    "synchronize_batchnorm",
     "unfreeze",
     "unfreeze_top",
 ]
