@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/report.py                       # full run, writes benchmarks/RESULTS.md
     python benchmarks/report.py --quick --output /tmp/r.md   # a short smoke pass
-    python benchmarks/report.py --only policy    # one section: layers, policy, training, memory, corruptions
+    python benchmarks/report.py --only policy    # one section: layers, policy, training, memory, corruptions, compile
 
 Everything is measured in this one process, on the same batches: per-layer
 throughput of celltl against keras-cv and Keras core (``tf.function``,
@@ -244,6 +244,67 @@ def measure_corruptions(bs, modes, rounds):
     return rows
 
 
+def measure_compile(quick=False):
+    """XLA compilations and first-call times (``compile.py``, a fresh process
+    each), and the import time of celltl (fresh interpreters, medians)."""
+    import subprocess
+
+    import compile as compile_counts
+
+    rows = []
+    cases = [("study_policy", 32, "graph"), ("light_policy", 32, "graph")]
+    if not quick:
+        cases += [("study_policy", 128, "graph"), ("light_policy", 128, "graph"),
+                  ("study_policy", 32, "jit"), ("light_policy", 32, "jit"),
+                  ("study_policy", 128, "jit"), ("convnext_tiny_step", 32, "jit")]
+    for case, bs, mode in cases:
+        calls = 3 if case == "convnext_tiny_step" else (40 if quick else 300)
+        r = compile_counts.count_compilations(case, bs, calls, mode)
+        c = r["compiles"]
+        last_new = max([i + 1 for i in range(1, len(c)) if c[i] > c[i - 1]], default=1)
+        rows.append((case, bs, mode, calls, r["first_call_s"], c[0], c[-1], last_new,
+                     r["median_call_s"]))
+        log(f"compile {case} {bs} {mode}: first call {r['first_call_s']} s, "
+            f"{c[0]} then {c[-1]} compilations, the last new at call {last_new}")
+
+    def seconds(code, n=5):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    imports = []
+    for label, code in [("python", "pass"), ("import celltl", "import celltl"),
+                        ("import keras", "import keras"),
+                        ("import keras, celltl (registers celltl's classes)",
+                         "import keras, celltl")]:
+        imports.append((label, seconds(code, 3 if quick else 5)))
+        log(f"import: {label} {imports[-1][1]:.2f} s")
+    return rows, imports
+
+
+def render_compile(rows, imports):
+    lines = ["", "## XLA compilations and first calls (96x96x3, CPU)", "",
+             "Each case in a fresh process (`benchmarks/compile.py`), a fresh random "
+             "batch each call; compilations counted from XLA's dump (one module per "
+             "compilation). graph: `tf.function` (a CPU's or a multi-GPU run: the "
+             "engine's kernels compile per call site); jit: `jit_compile=True` (one "
+             "GPU: the whole step is one XLA program).", "",
+             "| case | batch | mode | calls | first call (s) | compiled in call 1 | "
+             "compiled in all | last new at call | median call (s) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for case, bs, mode, calls, first, c0, c1, last, med in rows:
+        lines.append(f"| {case} | {bs} | {mode} | {calls} | {first:.1f} | {c0} | {c1} | "
+                     f"{last} | {med:.4f} |")
+    lines += ["", "Import time (fresh interpreter, median):", "",
+              "| command | seconds |", "|---|---:|"]
+    lines += [f"| `{label}` | {sec:.2f} |" for label, sec in imports]
+    return "\n".join(lines) + "\n"
+
+
 def fmt(v, digits=0):
     return "n/a" if v is None else f"{v:,.{digits}f}"
 
@@ -348,7 +409,8 @@ def main(argv=None):
                         help="model for the training-overhead row")
     parser.add_argument("--output", type=Path, default=None,
                         help="defaults to benchmarks/RESULTS.md (full run)")
-    parser.add_argument("--only", choices=["layers", "corruptions", "policy", "training", "memory"],
+    parser.add_argument("--only", choices=["layers", "corruptions", "policy", "training",
+                                           "memory", "compile"],
                         help="run only this section (printed, RESULTS.md untouched "
                              "unless --output is given)")
     args = parser.parse_args(argv)
@@ -377,6 +439,10 @@ def main(argv=None):
         text = render(env, [], [], [], [], "python benchmarks/report.py --only memory",
                       memory_rows=rows, memory_batch=memory_bs)
         return _single(text, args.output)
+    if args.only == "compile":
+        text = render(env, [], [], [], [], "python benchmarks/report.py --only compile")
+        text += render_compile(*measure_compile(args.quick))
+        return _single(text, args.output)
     if args.only == "corruptions":
         rows = measure_corruptions(corruption_bs, ["tf.function", "tf.data"], rounds)
         text = render(env, [], [], [], [], "python benchmarks/report.py --only corruptions",
@@ -393,6 +459,7 @@ def main(argv=None):
     text = render(env, layer_rows, policy_rows, train_rows, sampler_rows, command,
                   corruption_rows, corruption_bs, memory_rows, memory_bs,
                   backbone=args.backbone)
+    text += render_compile(*measure_compile(args.quick))
     output = args.output or HERE / "RESULTS.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

@@ -147,7 +147,10 @@ class AugMix(_Dispatch):
         for step in range(high):
             op = xp.random.randint((self.width * batch,), 0, m_ops, seed=self._seed())
             op = np_.where(step < depth, op, m_ops)  # m_ops: identity
-            chains = self._dispatch(chains, xp.cast(op, "int32"), self.operations)
+            # The share of the chains taking each operation at this step.
+            taking = sum(d > step for d in range(low, high + 1)) / (high - low + 1)
+            chains = self._dispatch(chains, xp.cast(op, "int32"), self.operations,
+                                    [taking / m_ops] * m_ops)
         chains = np_.reshape(chains, (self.width, -1, *images.shape[1:]))
         g = self._dirichlet((self.width, batch))
         weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), images.dtype)

@@ -35,7 +35,7 @@ from celltl._checks import (
 )
 from celltl._compat import in_xla_context
 from celltl.layers.base import XLA_KERNELS, BaseAugmentation, RandomLayer
-from celltl.layers.sub_batch import bucket_size
+from celltl.layers.sub_batch import chunk_size, run_in_chunks
 
 __all__ = ["PassThrough", "RandomApply", "RandomChoice"]
 
@@ -104,18 +104,19 @@ class _Dispatch(RandomLayer):
         out = layer(images, training=True)
         return self.backend.cast(out, self.compute_dtype)
 
-    def _run_part(self, layer, part, batch):
+    def _run_part(self, layer, part, batch, share):
         """Runs ``layer`` on the sub-batch of images that drew it (a graph op).
 
         - celltl image layers run their math as XLA kernels, compiled once per
           input shape; sub-batch sizes change from step to step, so the
-          sub-batch is padded to one of at most eight sizes per batch size
-          (:func:`celltl.layers.sub_batch.bucket_size`: a power of two for a
-          power-of-two batch, at most twice the work); nothing runs for an empty one
-          (its kernels would compile once more, for zero rows). A minimum
-          size of 4 (fewer shapes to compile in the first steps) was
-          measured 13% slower per call of ``study_policy()`` at batch 32,
-          where most corruptions draw 0-2 images;
+          sub-batch runs in chunks of one size per batch size
+          (:func:`celltl.layers.sub_batch.chunk_size`, from ``share``, the
+          share of the images expected to draw the branch; more images run
+          in more chunks): one compilation per branch and batch size;
+          nothing runs for an empty one (its kernels would compile once
+          more, for zero rows). A minimum size of 4 was measured 13% slower
+          per call of ``study_policy()`` at batch 32, where most corruptions
+          draw 0-2 images;
         - Keras core layers are skipped on empty sub-batches (some fail on
           them);
         - eagerly, nothing is compiled, so nothing is padded.
@@ -139,14 +140,16 @@ class _Dispatch(RandomLayer):
             )
 
         def run():
-            size = bucket_size(n, batch)
-            filler = tf.zeros(tf.concat([[size - n], tf.shape(part)[1:]], 0), part.dtype)
-            return self._run_branch(layer, tf.concat([part, filler], 0))[:n]
+            chunk = chunk_size(share, batch)
+            return run_in_chunks(tf.range(n), chunk,
+                                 lambda rows: self._run_branch(layer, tf.gather(part, rows)),
+                                 self.compute_dtype)
 
         return tf.cond(n > 0, run, lambda: tf.cast(part, self.compute_dtype))
 
-    def _dispatch(self, images, choice, branches):
-        """``choice``: int32 ``(B,)`` in ``[0, len(branches)]``."""
+    def _dispatch(self, images, choice, branches, shares):
+        """``choice``: int32 ``(B,)`` in ``[0, len(branches)]``; ``shares``: the
+        share of the images expected to draw each branch."""
         xp = self.backend
         np_ = xp.numpy
         if self._use_partition():
@@ -156,7 +159,7 @@ class _Dispatch(RandomLayer):
             batch = tf.shape(images)[0]
             parts = tf.dynamic_partition(images, choice, n)
             where = tf.dynamic_partition(tf.range(batch), choice, n)
-            outs = [self._run_part(b, p, batch) for b, p in zip(branches, parts[:-1])]
+            outs = [self._run_part(b, p, batch, sh) for b, p, sh in zip(branches, parts[:-1], shares)]
             outs.append(parts[-1])
             out = tf.dynamic_stitch(where, outs)
             return tf.ensure_shape(out, images.shape)
@@ -222,7 +225,7 @@ class RandomApply(_Dispatch):
         draw = xp.random.uniform((batch,), dtype="float32", seed=self._seed())
         # 0 -> apply the layer, 1 -> identity.
         choice = xp.cast(draw >= self.rate, "int32")
-        return self._dispatch(images, choice, [self.layer])
+        return self._dispatch(images, choice, [self.layer], [self.rate])
 
     def get_config(self):
         config = super().get_config()
@@ -314,8 +317,11 @@ class RandomChoice(_Dispatch):
     def augment(self, images):
         xp = self.backend
         order = self._draw_order(xp.shape(images)[0])
+        m = len(self.choice_layers)
+        weights = self.choice_weights or [1.0] * m
+        shares = [float(w) / sum(weights) for w in weights]
         for position in range(self.num):
-            images = self._dispatch(images, order[:, position], self.choice_layers)
+            images = self._dispatch(images, order[:, position], self.choice_layers, shares)
         return images
 
     def get_config(self):

@@ -62,7 +62,7 @@ import keras
 from celltl._checks import check_bool, check_layers
 from celltl._compat import borrowed_backends, in_xla_context
 from celltl.layers.base import XLA_KERNELS, RandomLayer
-from celltl.layers.sub_batch import bucket_size
+from celltl.layers.sub_batch import chunk_size, run_in_chunks
 from celltl.layers.fusion import (
     GEOMETRY,
     MASK,
@@ -394,7 +394,8 @@ class FusedPipeline(RandomLayer):
                 ]
             return self._split(sub, gathered, barriers=True)
 
-        index, out = _rows_result(images, slow, split)
+        index, out = _rows_result(images, slow, split,
+                                  sum(self._share(a) for a in conditional))
         # Into a copy: ``images`` is the caller's batch, or read elsewhere.
         images = _write_rows(images, index, out, own=False)
         rest = tf.logical_not(slow)
@@ -426,7 +427,7 @@ class FusedPipeline(RandomLayer):
                     def barrier(sub, rows, adapter=adapter, draws=draws):
                         return self._barrier(adapter, sub, adapter.gather(draws, rows, xp), True)
 
-                    x = _on_rows(x, active, barrier)
+                    x = _on_rows(x, active, barrier, self._share(active))
                     continue
                 out = xp.cast(self._barrier(adapter, x, draws, fused=True), x.dtype)
                 x = out if active is None else xp.numpy.where(active[:, None, None, None], out, x)
@@ -633,12 +634,11 @@ class FusedPipeline(RandomLayer):
             taken_suffix = None if suffix is None else tf.gather(suffix, rows)
             return self._pixel_position(sub, taken, taken_suffix, interpolation, True, True)
 
-        # One sub-batch size for the usual counts (a power of two at least
-        # SPARSE of the batch; more only when more images drew the
-        # position): one compilation for every such position of the chain
-        # and no new shapes from call to call.
-        least = _pow2(min(SPARSE, 1.0) * tf.cast(tf.shape(x)[0], "float32"))
-        index, out = _rows_result(x, drawn, run, least)
+        # Chunks of SPARSE of the batch (a power of two for a power-of-two
+        # batch; more images than that run in more chunks): one compilation
+        # for every such position of the chain and no new shapes from call
+        # to call.
+        index, out = _rows_result(x, drawn, run, min(SPARSE, 1.0))
         return _write_rows(x, index, out, own)
 
     def _matrices(self, geometry, masked, height, width, batch):
@@ -852,10 +852,11 @@ class FusedPipeline(RandomLayer):
         return cls(**config)
 
 
-def _on_rows(x, active, fn):
+def _on_rows(x, active, fn, share=None):
     """``fn(sub, rows)`` on the images of ``x`` where ``active`` (TensorFlow
-    graphs and eager), written into a copy of ``x`` (see :func:`_rows_result`)."""
-    index, out = _rows_result(x, active, fn)
+    graphs and eager), written into a copy of ``x`` (see :func:`_rows_result`;
+    ``share``: of the images expected to be active)."""
+    index, out = _rows_result(x, active, fn, share)
     return _write_rows(x, index, out, own=False)
 
 
@@ -906,16 +907,16 @@ def _write_rows(x, rows, out, own):
     return write(x, out, rows)
 
 
-def _rows_result(x, active, fn, least=None):
+def _rows_result(x, active, fn, share=None):
     """``(rows, fn(sub, rows))`` for the images of ``x`` where ``active``
     (TensorFlow graphs and eager): their int32 indices and results.
 
-    ``sub`` is those images padded (with copies of image 0) to one of the
-    fixed sizes of :func:`celltl.layers.sub_batch.bucket_size` for the
-    batch, at least ``least`` (an int32 scalar, or None), so that the XLA
-    kernels ``fn`` runs see a few shapes only (at most eight per batch
-    size); ``rows`` are their int32 indices. Nothing runs when no image is
-    active.
+    ``fn`` runs on chunks of one size (:func:`celltl.layers.sub_batch.chunk_size`
+    from ``share``, the share of the images expected to be active; None:
+    unknown): ``sub`` is a chunk of those images (the last padded with
+    copies of image 0) and ``rows`` its int32 indices, so that the XLA
+    kernels ``fn`` runs see one shape per batch size. Nothing runs when no
+    image is active.
     """
     import tensorflow as tf
 
@@ -923,23 +924,13 @@ def _rows_result(x, active, fn, least=None):
     n = tf.shape(index)[0]
 
     def run():
-        size = bucket_size(n, tf.shape(active)[0], least)
-        padded = tf.concat([index, tf.zeros([size - n], "int32")], 0)
-        return tf.cast(fn(tf.gather(x, padded), padded)[:n], x.dtype)
+        chunk = chunk_size(share, tf.shape(active)[0])
+        return run_in_chunks(index, chunk, lambda rows: fn(tf.gather(x, rows), rows), x.dtype)
 
     def nothing():
         return tf.zeros(tf.concat([[0], tf.shape(x)[1:]], 0), x.dtype)
 
     return index, tf.cond(n > 0, run, nothing)
-
-
-def _pow2(value):
-    """The smallest power of two at least ``value`` (a float32 scalar
-    tensor; 1 for values up to 1), as int32."""
-    import tensorflow as tf
-
-    log2 = tf.math.ceil(tf.math.log(tf.maximum(value, 1.0)) / math.log(2.0))
-    return tf.cast(tf.pow(2.0, log2), "int32")
 
 
 def _round_share(choice, branch, position):

@@ -104,7 +104,8 @@ class RandomCorruption(_Dispatch):
         m = len(self.corruption_layers)
         index = xp.numpy.minimum(xp.cast(which * m, "int32"), m - 1)
         choice = xp.numpy.where(apply, index, m)  # m: no corruption
-        return self._dispatch(images, xp.cast(choice, "int32"), self.corruption_layers)
+        return self._dispatch(images, xp.cast(choice, "int32"), self.corruption_layers,
+                              [self.rate / m] * m)
 
     def get_config(self):
         config = super().get_config()

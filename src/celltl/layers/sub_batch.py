@@ -1,15 +1,21 @@
-"""Sub-batch sizes: the few fixed shapes a padded sub-batch may take.
+"""Sub-batch sizes: one fixed shape per call site and batch size.
 
 Where only some images of a batch drew an operation, the engine
 (:class:`~celltl.FusedPipeline`) and :class:`~celltl.RandomChoice` run it on
-those images only, padded to a size from a fixed set, so that the XLA
-kernels they call compile for a few shapes rather than one per count: a
-count of ``n`` images in a batch of ``B`` is padded to the smallest of
-``ceil(B / 2**k)``, ``k = 0 .. MAX_BUCKETS - 1``, that holds it (a power of
-two for a power-of-two batch). At most :data:`MAX_BUCKETS` shapes per batch
-size, whatever the counts drawn; at most twice the work of the images
-themselves, except for counts below ``B / 2**(MAX_BUCKETS - 1)``
-(4 at batch 512), which all take the smallest size.
+those images only, in TensorFlow graphs that XLA does not compile whole
+(``tf.function``, ``tf.data``: a CPU's path, and a multi-GPU one). The XLA
+kernels they call compile once per input shape, and the number of images
+that drew an operation changes from call to call, so each call site runs in
+chunks of one size (:func:`chunk_size`: from the share of the images
+expected to draw it, rounded to a bucket of :func:`bucket_sizes`) with
+:func:`run_in_chunks`: usually one chunk, more when more images drew it,
+padded only in the last. Each site then compiles one shape per batch size,
+all of them in the first call that reaches it: a later epoch compiles
+nothing new (``benchmarks/compile.py`` counts XLA's compilations).
+
+Buckets: the sizes ``ceil(B / 2**k)``, ``k = 0 .. MAX_BUCKETS - 1``, for a
+batch of ``B`` (powers of two for a power-of-two batch): at most
+:data:`MAX_BUCKETS` per batch size.
 
 Under ``jit_compile=True`` (the whole train step compiled by XLA) nothing
 is padded: XLA cannot compile a data-dependent shape, and the engine runs
@@ -18,7 +24,7 @@ those operations on the whole batch instead (one shape).
 
 from __future__ import annotations
 
-__all__ = ["MAX_BUCKETS", "bucket_size", "bucket_sizes"]
+__all__ = ["MAX_BUCKETS", "bucket_size", "bucket_sizes", "chunk_size", "run_in_chunks"]
 
 #: The number of sub-batch sizes per batch size.
 MAX_BUCKETS = 8
@@ -67,3 +73,59 @@ def bucket_size(count, batch, least=None):
     divisors = tf.constant([2**k for k in range(MAX_BUCKETS)], "int32")
     sizes = (batch + divisors - 1) // divisors
     return tf.reduce_min(tf.where(sizes >= wanted, sizes, batch))
+
+
+def chunk_size(share, batch):
+    """The one sub-batch size a call site uses, for a batch of ``batch`` (TensorFlow).
+
+    The bucket (:func:`bucket_size`) of the number of images expected to
+    take the site, ``ceil(share * batch)`` (at least 1); an unknown share
+    (``None`` or infinite) counts as an eighth of the batch. More images
+    than that run in several chunks of this size (:func:`run_in_chunks`),
+    so the site's XLA kernels see this one shape per batch size, whatever
+    the draws.
+
+    Args:
+        share: The expected share of the images, a Python float, or None.
+        batch: int32 scalar tensor, the batch size.
+    """
+    import math
+
+    import tensorflow as tf
+
+    batch = tf.cast(batch, "int32")
+    if share is None or not math.isfinite(share):
+        expected = (batch + 7) // 8
+    else:
+        share = min(max(float(share), 0.0), 1.0)
+        expected = tf.cast(tf.math.ceil(share * tf.cast(batch, "float32")), "int32")
+    return bucket_size(tf.maximum(expected, 1), batch)
+
+
+def run_in_chunks(index, chunk, fn, dtype):
+    """``fn(rows)`` on ``index`` in chunks of ``chunk`` rows; the results concatenated.
+
+    Args:
+        index: int32 ``(n,)``, ``n >= 1``, the rows to run on.
+        chunk: int32 scalar tensor, the rows per chunk.
+        fn: ``fn(rows)`` -> a tensor of ``len(rows)`` results (its first
+            axis); ``rows`` is int32 ``(chunk,)``, the last chunk padded
+            with row 0.
+        dtype: the results' dtype.
+
+    Returns:
+        The ``n`` results, in the order of ``index``.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(index)[0]
+    steps = (n + chunk - 1) // chunk
+    padded = tf.concat([index, tf.zeros([steps * chunk - n], "int32")], 0)
+
+    def body(i, results):
+        rows = tf.slice(padded, [i * chunk], [chunk])
+        return i + 1, results.write(i, tf.cast(fn(rows), dtype))
+
+    results = tf.TensorArray(dtype, size=steps, infer_shape=False)
+    _, results = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), results))
+    return results.concat()[:n]
