@@ -258,7 +258,10 @@ def measure_compile(quick=False):
                   ("study_policy", 32, "jit"), ("light_policy", 32, "jit"),
                   ("study_policy", 128, "jit"), ("convnext_tiny_step", 32, "jit")]
     for case, bs, mode in cases:
-        calls = 3 if case == "convnext_tiny_step" else (40 if quick else 300)
+        # jit: one program, on the whole batch (slower per call on a CPU):
+        # a few calls show that nothing more compiles.
+        calls = (3 if case == "convnext_tiny_step" else
+                 (5 if quick else 20) if mode == "jit" else (40 if quick else 300))
         r = compile_counts.count_compilations(case, bs, calls, mode)
         c = r["compiles"]
         last_new = max([i + 1 for i in range(1, len(c)) if c[i] > c[i - 1]], default=1)

@@ -26,6 +26,7 @@ on top of Keras (measured in ``benchmarks/report.py``).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import sys
 import threading
 
@@ -80,8 +81,21 @@ def _ready():
 
 
 def _maybe_register():
-    if not _state["registered"] and not _state["running"] and _ready():
+    """:func:`register_all` when ready; a failure warns, never breaks the
+    import that triggered it (``import keras`` must not fail for celltl)."""
+    if _state["registered"] or _state["running"] or not _ready():
+        return
+    try:
         register_all()
+    except Exception as err:  # noqa: BLE001 - reported, and retried by load_model
+        import warnings
+
+        warnings.warn(
+            f"celltl could not register its classes with Keras ({type(err).__name__}: "
+            f"{err}); celltl.load_model() will try again and raise the error.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _watched(fullname):
@@ -109,8 +123,10 @@ class _Finder:
             if spec is None:
                 continue
             loader = spec.loader
-            exec_module = getattr(loader, "exec_module", None)
-            if exec_module is not None:
+            # Only the standard file loaders: one instance per module, so the
+            # wrapped method is this module's alone.
+            if isinstance(loader, importlib.machinery.SourceFileLoader):
+                exec_module = loader.exec_module
 
                 def exec_then_register(module, _exec=exec_module):
                     _exec(module)
@@ -118,10 +134,7 @@ class _Finder:
                     module.__spec__._initializing = False
                     _maybe_register()
 
-                try:
-                    loader.exec_module = exec_then_register
-                except AttributeError:  # a loader that takes no attributes
-                    pass
+                loader.exec_module = exec_then_register
             return spec
         return None
 
@@ -130,5 +143,4 @@ def install():
     """Registers now if Keras is imported, else installs the finder (once)."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
-    if _ready():
-        register_all()
+    _maybe_register()

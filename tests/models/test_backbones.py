@@ -249,6 +249,35 @@ def test_local_weights_file_loads(tmp_path):
         np.testing.assert_array_equal(x, y.numpy())
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_loads_weights_from_a_local_file(tmp_path, name):
+    """The offline path (hospitals, clusters): weights saved from the same
+    architecture load, for every backbone celltl offers."""
+    src = create_backbone(name, input_shape=SMALL)
+    path = tmp_path / f"{name}.weights.h5"
+    src.save_weights(path)
+    loaded = create_backbone(name, input_shape=SMALL, weights=str(path))
+    for a, b in zip(src.weights[:3] + src.weights[-3:], loaded.weights[:3] + loaded.weights[-3:]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(src.weights) == len(loaded.weights)
+
+
+def test_weights_of_another_architecture_name_the_file(tmp_path):
+    path = tmp_path / "small.weights.h5"
+    create_backbone("mobilenetv3_small", input_shape=SMALL).save_weights(path)
+    with pytest.raises(ValueError) as info:
+        create_backbone("mobilenetv3_large", input_shape=SMALL, weights=path)
+    msg = str(info.value)
+    assert str(path) in msg and "mobilenetv3_large" in msg and "does not fit" in msg
+
+
+def test_a_file_that_is_not_weights_names_the_file(tmp_path):
+    path = tmp_path / "notes.weights.h5"
+    path.write_text("not an HDF5 file")
+    with pytest.raises(ValueError, match="notes.weights.h5.*does not fit the mobilenetv3_small"):
+        create_backbone("mobilenetv3_small", input_shape=SMALL, weights=path)
+
+
 def test_imagenet_offline_fails_with_a_clear_message(monkeypatch):
     from keras.src.utils import file_utils
 

@@ -98,3 +98,15 @@ def test_celltl_load_model(saved):
 def test_load_model_bad_path(tmp_path, path, match):
     with pytest.raises(ValueError, match=match):
         load_model(tmp_path / path)
+
+
+def test_a_failed_registration_warns_and_never_breaks_import_keras():
+    done = _run(
+        "import warnings, celltl, celltl._registration as r; "
+        "r.SERIALIZABLE_MODULES = ('celltl.no_such_module',); "
+        "warnings.simplefilter('always'); "
+        "import keras; print('KERAS', keras.__version__); "
+        "assert not r.is_registered()"
+    )
+    assert "KERAS" in done.stdout, done.stderr[-2000:]
+    assert "celltl could not register its classes with Keras" in done.stderr

@@ -93,6 +93,21 @@ def _set_bn_momentum(model, momentum):
     return count
 
 
+def _load_local_weights(model, path, canonical):
+    """``model.load_weights(path)``, with an error naming the file and the backbone."""
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises ValueError, KeyError, OSError...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"The weights file {path!r} does not fit the {canonical} backbone (a "
+            "file saved from another architecture, another backbone, or not a "
+            "Keras weights file). Pass a `.weights.h5` saved from "
+            f"create_backbone({canonical!r}, ...) or Keras' own ImageNet file for "
+            f"{canonical} (``..._notop.h5``). Keras said: {first}"
+        ) from err
+
+
 def create_backbone(
     name, input_shape=(96, 96, 3), weights=None, bn_momentum=None, **kwargs
 ):
@@ -130,7 +145,8 @@ def create_backbone(
 
     Raises:
         ValueError: unknown ``name``, a too-small or non-RGB ``input_shape``,
-            a missing weights file, a ``bn_momentum`` outside ``[0, 1]``.
+            a missing weights file or one of another architecture (the
+            message names the file), a ``bn_momentum`` outside ``[0, 1]``.
         RuntimeError: ``weights="imagenet"`` when the download fails (offline).
 
     Example:
@@ -201,7 +217,7 @@ def create_backbone(
     else:
         model = ctor(weights=None, **build_kwargs)
         if local_path is not None:
-            model.load_weights(local_path)
+            _load_local_weights(model, local_path, canonical)
     if bn_momentum is not None:
         _set_bn_momentum(model, bn_momentum)
     return model
