@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
 
 try:
     __version__ = _metadata.version("celltl")
@@ -130,6 +131,123 @@ _EXPORTS = {
     "unfreeze": "celltl.training",
     "unfreeze_top": "celltl.training",
 }
+
+if TYPE_CHECKING:  # type checkers and IDEs see the names; at run time they load lazily
+    from celltl.layers import (
+        acquisition_policy,
+        AirBubbles,
+        AugMix,
+        augmix_operations,
+        BaseAugmentation,
+        CellScale,
+        ColorDegenerate,
+        corruption_layer,
+        Cutout,
+        DefocusBlur,
+        Desaturation,
+        fuse,
+        FusedPipeline,
+        GammaShift,
+        GridMask,
+        HighContrast,
+        JpegCompression,
+        light_policy,
+        LowContrast,
+        MotionBlur,
+        Overexposure,
+        Pixelation,
+        RandAugment,
+        randaugment_operations,
+        RandomAffine,
+        RandomApply,
+        RandomChoice,
+        RandomCorruption,
+        RandomHEDJitter,
+        RandomHue,
+        RandomLayer,
+        RandomWhiteBalance,
+        SensorNoise,
+        Shear,
+        StainDeposits,
+        StainNormalization,
+        StainShift,
+        study_policy,
+        Underexposure,
+    )
+    from celltl.robustness import (
+        corrupt,
+        CORRUPTION_KINDS,
+        CORRUPTIONS,
+        evaluate_labs,
+        evaluate_robustness,
+        lab_parameters,
+        LabReport,
+        LABS,
+        RobustnessReport,
+        save_corruption_grid,
+        SEVERITY_TABLE,
+        simulate_lab,
+    )
+    from celltl.adaptation import (
+        adapt_batchnorm,
+        adapt_few_shot,
+        AdaptationReport,
+        few_shot_split,
+        FewShotResult,
+    )
+    from celltl.data import (
+        audit_duplicates,
+        balanced_dataset,
+        BalancedDataset,
+        BLOODMNIST_CLASS_NAMES,
+        BLOODMNIST_SIZES,
+        CellImages,
+        class_weights,
+        clean_duplicates,
+        CleanResult,
+        DEFAULT_NEAR_THRESHOLD,
+        dhash,
+        DuplicateGroup,
+        DuplicateReport,
+        fetch_bloodmnist,
+        hamming_distance,
+        load_images,
+        load_lab,
+        make_synthetic_cells,
+        oversample,
+        pixel_digests,
+        preparation_config,
+        prepare_images,
+        SplitIndices,
+        stratified_split,
+        SYNTHETIC_NOTICE,
+        SyntheticCells,
+        target_distribution,
+    )
+    from celltl.models import (
+        backbone_blocks,
+        BACKBONES,
+        build_classifier,
+        build_head,
+        check_backbone,
+        create_backbone,
+        load_model,
+        predict,
+        restrict,
+    )
+    from celltl.training import (
+        backbone_of,
+        fine_tune,
+        FineTuneHistories,
+        freeze,
+        freeze_to,
+        GradualUnfreezer,
+        is_norm_layer,
+        multi_worker_strategy,
+        synchronize_batchnorm,
+        unfreeze,
+        unfreeze_top,
+    )
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

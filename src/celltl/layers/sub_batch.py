@@ -122,10 +122,16 @@ def run_in_chunks(index, chunk, fn, dtype):
     steps = (n + chunk - 1) // chunk
     padded = tf.concat([index, tf.zeros([steps * chunk - n], "int32")], 0)
 
-    def body(i, results):
-        rows = tf.slice(padded, [i * chunk], [chunk])
-        return i + 1, results.write(i, tf.cast(fn(rows), dtype))
+    def one():  # the usual case: no loop, no TensorArray
+        return tf.cast(fn(padded[:chunk]), dtype)[:n]
 
-    results = tf.TensorArray(dtype, size=steps, infer_shape=False)
-    _, results = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), results))
-    return results.concat()[:n]
+    def chunks():
+        def body(i, results):
+            rows = tf.slice(padded, [i * chunk], [chunk])
+            return i + 1, results.write(i, tf.cast(fn(rows), dtype))
+
+        results = tf.TensorArray(dtype, size=steps, infer_shape=False)
+        _, results = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), results))
+        return results.concat()[:n]
+
+    return tf.cond(steps <= 1, one, chunks)
