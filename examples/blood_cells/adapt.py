@@ -34,11 +34,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from cli import UserError  # noqa: E402
+from cli import main as cli_main  # noqa: E402
 from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
 
 
 def parse_args(argv=None):
@@ -71,24 +69,13 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return cli_main(run, parse_args, argv)
 
 
 def load(model_path):
-    import keras
+    from celltl.models import load_model
 
-    import celltl.layers  # noqa: F401  registers celltl's layers for loading
-    import celltl.models  # noqa: F401
-
-    return keras.saving.load_model(model_path)
+    return load_model(model_path)
 
 
 def run(args):

@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from cli import UserError, default_verbose  # noqa: E402
+from cli import main as cli_main  # noqa: E402
 from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 #: --backbone name -> keras.applications class (each rescales [0, 255] itself).
@@ -37,10 +39,6 @@ BACKBONES = {
     "mobilenetv3large": "MobileNetV3Large",
     "convnexttiny": "ConvNeXtTiny",
 }
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
 
 
 def parse_args(argv=None):
@@ -71,8 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None)
     args = p.parse_args(argv)
-    if args.verbose is None:
-        args.verbose = 1 if sys.stdout.isatty() else 2
+    args.verbose = default_verbose(args.verbose)
     # What train.py's data steps read (train.load_data, split_data).
     args.class_names = None
     if args.image_size >= 1:
@@ -90,14 +87,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    try:
-        return run(parse_args(argv))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return cli_main(run, parse_args, argv)
 
 
 def run(args):

@@ -24,13 +24,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from cli import UserError, default_verbose  # noqa: E402
+from cli import main as cli_main  # noqa: E402
 from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
-
-
-class UserError(Exception):
-    pass
 
 
 def parse_args(argv=None):
@@ -66,8 +64,7 @@ def parse_args(argv=None):
                         "2 = one summary line on stderr (default otherwise), "
                         "0 = none")
     args = p.parse_args(argv)
-    if args.verbose is None:
-        args.verbose = 1 if sys.stdout.isatty() else 2
+    args.verbose = default_verbose(args.verbose)
     return args
 
 
@@ -157,12 +154,7 @@ def adapt(model, args, images, prep):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli_main(run, parse_args, argv)
 
 
 def run(args):

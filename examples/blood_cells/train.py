@@ -33,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from cli import UserError, default_verbose  # noqa: E402
+from cli import main as cli_main  # noqa: E402
 from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 PROFILES = {
@@ -69,10 +71,6 @@ PROFILES = {
 # highest validation accuracy is restored after each phase.
 MONITOR = "val_accuracy"
 MIN_IMAGE_SIZE = 32
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
 
 
 def parse_args(argv=None):
@@ -219,8 +217,7 @@ def parse_args(argv=None):
                 "hue_augment"):
         if getattr(args, key) is None:
             setattr(args, key, prof[key])
-    if args.verbose is None:
-        args.verbose = 1 if sys.stdout.isatty() else 2
+    args.verbose = default_verbose(args.verbose)
     if args.image_size >= 1:
         from celltl.data import preparation_config  # NumPy only: cheap
 
@@ -471,10 +468,7 @@ def audit_and_clean(x, y, names, splits, out_dir):
              if result.dropped.size else ""))
     with open(out_dir / "audit.md", "w") as f:
         f.write(report.to_markdown() + "\n## Dropped\n\n" + str(result) + "\n")
-    if splits:  # re-index the official splits onto the kept images
-        new_index = -np.ones(len(x), np.int64)
-        new_index[result.kept] = np.arange(result.kept.size)
-        splits = {k: new_index[v][new_index[v] >= 0] for k, v in splits.items()}
+    splits = result.reindex(splits)  # the official splits onto the kept images
     summary = {"images_in": int(len(x)), "dropped": int(result.dropped.size),
                "cross_class_dropped": int(report.cross_class_indices.size),
                "exact_groups": len(report.exact_groups),
@@ -482,21 +476,8 @@ def audit_and_clean(x, y, names, splits, out_dir):
     return result.images, np.asarray(result.labels), splits, summary, result.kept
 
 
-def subset(idx, labels, cap, seed):
-    """A stratified subset of ``idx`` of at most ``cap`` images (0 = all)."""
-    import numpy as np
-
-    from celltl.data import stratified_split
-
-    if not cap or idx.size <= cap:
-        return idx
-    keep = stratified_split(labels[idx], val=0.0, test=1.0 - cap / idx.size - 1e-9,
-                            seed=seed).train
-    return idx[keep]
-
-
 def split_data(x, y, splits, args):
-    from celltl.data import stratified_split
+    from celltl.data import stratified_split, stratified_subset
 
     if {"train", "val", "test"} <= set(splits):
         parts, how = (splits["train"], splits["val"], splits["test"]), "official"
@@ -504,9 +485,9 @@ def split_data(x, y, splits, args):
         parts = stratified_split(y, val=0.15, test=0.2, seed=args.seed)
         how = "stratified 65/15/20, seed %d" % args.seed
     tr, va, te = parts
-    tr = subset(tr, y, args.max_train_images, args.seed)
-    va = subset(va, y, args.max_eval_images, args.seed + 1)
-    te = subset(te, y, args.max_eval_images, args.seed + 2)
+    tr = stratified_subset(y, args.max_train_images, indices=tr, seed=args.seed)
+    va = stratified_subset(y, args.max_eval_images, indices=va, seed=args.seed + 1)
+    te = stratified_subset(y, args.max_eval_images, indices=te, seed=args.seed + 2)
     return tr, va, te, how
 
 
@@ -682,14 +663,7 @@ def evaluate_other_labs(model, names, args, batch, out_dir):
 
 
 def main(argv=None):
-    try:
-        return run(parse_args(argv))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, ConnectionError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return cli_main(run, parse_args, argv)
 
 
 def run(args):

@@ -170,6 +170,22 @@ def test_clean_drops_cross_class_and_keeps_one_copy(planted):
     assert images.shape[0] == labels.shape[0]
 
 
+def test_clean_result_reindexes_official_splits(planted):
+    x, y, names = planted
+    result = clean_duplicates(x, y, audit_duplicates(x, y, class_names=names))
+    splits = {"train": np.arange(0, 300), "test": np.array([2, 60, 400, 402, 5])}
+    moved = result.reindex(splits)
+    # Dropped images (60, 400, 402) leave their split; the rest point at the
+    # same images among the kept ones, in their order.
+    np.testing.assert_array_equal(result.kept[moved["test"]], [2, 5])
+    np.testing.assert_array_equal(result.kept[moved["train"]], np.setdiff1d(np.arange(300), [60]))
+    assert result.reindex({}) == {}
+    with pytest.raises(ValueError, match=r"`splits\['test'\]` must index the 403 images"):
+        result.reindex({"test": np.array([0, 403])})
+    with pytest.raises(ValueError, match="`splits` must be a dict"):
+        result.reindex([1, 2])
+
+
 def test_clean_without_report_and_mismatch(planted):
     x, y, _ = planted
     assert clean_duplicates(x, y).dropped.tolist() == [60, 400, 401, 402]

@@ -55,3 +55,48 @@ def test_seed_changes_the_split_and_one_hot_is_accepted():
 def test_errors(kwargs, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
         stratified_split(np.arange(10) % 2, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# stratified_subset
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=6),
+       cap=st.integers(0, 120), seed=st.integers(0, 2**16))
+def test_stratified_subset_keeps_shares_within_one(counts, cap, seed):
+    from celltl.data import stratified_subset
+
+    labels = np.repeat(np.arange(len(counts)), counts)
+    keep = stratified_subset(labels, cap, seed=seed)
+    n = labels.size
+    if cap == 0 or n <= cap:
+        np.testing.assert_array_equal(keep, np.arange(n))
+        return
+    assert keep.size == cap and np.all(np.diff(keep) > 0)
+    got = np.bincount(labels[keep], minlength=len(counts))
+    assert np.all(np.abs(got - np.asarray(counts) * cap / n) < 1 + 1e-9)
+
+
+def test_stratified_subset_of_given_indices():
+    from celltl.data import stratified_subset
+
+    labels = np.repeat([0, 1], 50)
+    pool = np.arange(0, 100, 2)  # 25 of each class
+    keep = stratified_subset(labels, 10, indices=pool, seed=3)
+    assert set(keep) <= set(pool) and keep.size == 10
+    assert np.bincount(labels[keep]).tolist() == [5, 5]
+    np.testing.assert_array_equal(stratified_subset(labels, 10, indices=pool, seed=3), keep)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(cap=-1), "`cap`"),
+    (dict(cap=5, indices=[0, 200]), r"`indices` must be a 1-D array of indices in \[0, 100\)"),
+    (dict(cap=5, indices=[[0, 1]]), "`indices` must be a 1-D array"),
+])
+def test_stratified_subset_bad_input(kwargs, match):
+    from celltl.data import stratified_subset
+
+    with pytest.raises(ValueError, match=match):
+        stratified_subset(np.repeat([0, 1], 50), **kwargs)

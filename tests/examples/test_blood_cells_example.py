@@ -592,3 +592,32 @@ def test_twenty_lines_run(tmp_path, capsys):
     code = [ln for ln in (EXAMPLE / "twenty_lines.py").read_text().split(
         "def main")[1].split("\n\n\nif __name__")[0].splitlines()[2:] if ln.strip()]
     assert len(code) <= 25, len(code)
+
+
+def test_the_scripts_share_one_error_type_and_main(capsys):
+    """``cli.py``: one ``UserError`` and one ``main()`` for every script."""
+    if str(EXAMPLE) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE))
+    import cli
+
+    for name in ("train", "predict", "adapt", "baseline"):
+        module = _module(f"blood_cells_{name}_cli", EXAMPLE / f"{name}.py")
+        assert module.UserError is cli.UserError, name
+
+    def parse(argv):
+        return argv
+
+    def fails(kind):
+        def run(argv):
+            raise kind("bad --thing value\nsecond line")
+        return run
+
+    for kind in (cli.UserError, ValueError, FileNotFoundError):
+        assert cli.main(fails(kind), parse, ["x"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: bad --thing value") and "second line" not in err or \
+            kind is cli.UserError
+    assert cli.main(lambda argv: 0, parse) == 0
+    with pytest.raises(KeyError):  # a bug is not a user error: its traceback shows
+        cli.main(fails(KeyError), parse)
+    assert cli.default_verbose(0) == 0 and cli.default_verbose(None) in (1, 2)

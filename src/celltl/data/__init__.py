@@ -24,7 +24,7 @@ from celltl.data.loaders import load_images
 from celltl.data.oversampling import oversample
 from celltl.data.preparation import preparation_config, prepare_images
 from celltl.data.sampler import BalancedDataset, balanced_dataset, target_distribution
-from celltl.data.split import SplitIndices, stratified_split
+from celltl.data.split import SplitIndices, stratified_split, stratified_subset
 from celltl.data.synthetic import SYNTHETIC_NOTICE, SyntheticCells, make_synthetic_cells
 from celltl.data.weights import class_weights
 
@@ -55,5 +55,6 @@ __all__ = [
     "preparation_config",
     "prepare_images",
     "stratified_split",
+    "stratified_subset",
     "target_distribution",
 ]

@@ -38,6 +38,38 @@ class CleanResult:
     def __iter__(self):
         return iter((self.images, self.labels))
 
+    def reindex(self, splits):
+        """``splits`` (name -> indices into the input) as indices into the kept images.
+
+        Dropped images leave their split; the rest keep their order. What an
+        official train/validation/test split needs after cleaning.
+
+        Args:
+            splits: A dict of int index arrays into the images given to
+                :func:`clean_duplicates`.
+
+        Returns:
+            A dict with the same keys of int64 arrays into :attr:`images`.
+        """
+        if not isinstance(splits, dict):
+            raise ValueError(
+                f"`splits` must be a dict of index arrays. Received: splits={splits!r}"
+            )
+        total = self.kept.size + self.dropped.size
+        new_index = -np.ones(total, np.int64)
+        new_index[self.kept] = np.arange(self.kept.size)
+        out = {}
+        for name, idx in splits.items():
+            idx = np.asarray(idx, np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= total):
+                raise ValueError(
+                    f"`splits[{name!r}]` must index the {total} images that were "
+                    f"cleaned. Received: indices from {idx.min()} to {idx.max()}"
+                )
+            mapped = new_index[idx]
+            out[name] = mapped[mapped >= 0]
+        return out
+
     def __str__(self) -> str:
         lines = [f"kept {self.kept.size} images, dropped {self.dropped.size}"]
         lines += [f"  dropped {i}: {self.reasons[i]}" for i in self.dropped[:50]]

@@ -6,9 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from celltl._checks import check_labels, check_number, check_seed
+from celltl._checks import check_int, check_labels, check_number, check_seed
 
-__all__ = ["SplitIndices", "stratified_split"]
+__all__ = ["SplitIndices", "stratified_split", "stratified_subset"]
 
 
 class SplitIndices(NamedTuple):
@@ -89,3 +89,53 @@ def stratified_split(labels, *, val: float = 0.1, test: float = 0.2, seed: int =
         parts[2].append(idx[nv : nv + nt])
         parts[0].append(idx[nv + nt :])
     return SplitIndices(*(np.sort(np.concatenate(p)).astype(np.int64) for p in parts))
+
+
+def stratified_subset(labels, cap, *, indices=None, seed=0):
+    """At most ``cap`` of ``indices``, every class keeping its share (to within one image).
+
+    What a capped training or evaluation set needs: the classes' proportions
+    among ``indices`` are kept, as :func:`stratified_split` keeps them.
+
+    Args:
+        labels: Integer labels ``(N,)`` of all the images (``indices``
+            index into them).
+        cap: The most images to keep; ``None`` or ``0`` keeps them all.
+        indices: int indices into ``labels`` to choose from. Defaults to
+            ``None`` (all ``N``).
+        seed: Seed of the choice. Defaults to 0.
+
+    Returns:
+        The kept indices, an int64 array in ascending order: ``indices``
+        itself (as int64) when it holds at most ``cap``.
+
+    Raises:
+        ValueError: a negative ``cap``, or ``indices`` outside ``[0, N)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from celltl.data import stratified_subset
+    >>> labels = np.repeat([0, 1], [30, 10])
+    >>> keep = stratified_subset(labels, 20)
+    >>> len(keep), np.bincount(labels[keep]).tolist()
+    (20, [15, 5])
+    """
+    y = check_labels(labels)
+    if cap is not None:
+        cap = check_int("cap", cap, low=0)
+    if indices is None:
+        idx = np.arange(y.size, dtype=np.int64)
+    else:
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and (not np.issubdtype(idx.dtype, np.integer)
+                                          or idx.min() < 0 or idx.max() >= y.size)):
+            raise ValueError(
+                f"`indices` must be a 1-D array of indices in [0, {y.size}). "
+                f"Received: indices with shape {idx.shape}, dtype {idx.dtype}"
+            )
+        idx = idx.astype(np.int64)
+    if not cap or idx.size <= cap:
+        return idx
+    keep = stratified_split(y[idx], val=0.0, test=1.0 - cap / idx.size - 1e-9, seed=seed).train
+    return idx[keep]
