@@ -10,7 +10,8 @@ chunks of one size (:func:`chunk_size`: from the share of the images
 expected to draw it, rounded to a bucket of :func:`bucket_sizes`) with
 :func:`run_in_chunks`: usually one chunk, more when more images drew it,
 padded only in the last. Each site then compiles one shape per batch size,
-all of them in the first call that reaches it: a later epoch compiles
+the first time any image draws its operation (within the first 5 calls of
+``study_policy()`` at batch 32 and 128, measured): a later epoch compiles
 nothing new (``benchmarks/compile.py`` counts XLA's compilations).
 
 Buckets: the sizes ``ceil(B / 2**k)``, ``k = 0 .. MAX_BUCKETS - 1``, for a
