@@ -39,4 +39,5 @@ def test_under_jit_the_policy_is_one_program():
     """``jit_compile=True`` (one GPU): the policy compiles once, for the batch's shape."""
     result = compile_counts.count_compilations("study_policy", 16, 12, "jit", image_size=48)
     compiles = result["compiles"]
+    assert compiles[0] == 1, compiles  # one program, compiled in the first call
     assert compile_counts.new_after(compiles, 1) == 0, compiles
