@@ -8,9 +8,9 @@ What a user would try first, to compare with train.py on their own cells:
 The model and its training use Keras only: ``keras.applications``'
 ``EfficientNetV2B0`` (its own built-in rescaling, random initial weights,
 ``include_top=True``), AdamW at 1e-3, 8 epochs, batch 64, no augmentation, no
-class balancing. The data steps are train.py's own (load and prepare the
-images, drop duplicates, the stratified 65/15/20 split with the same seed, or
-the file's official splits), and so are the metrics (accuracy, macro-F1, and
+class balancing. The data steps are train.py's own, from data_steps.py (load
+and prepare the images, drop duplicates, the stratified 65/15/20 split with
+the same seed, or the file's official splits), and so are the metrics (accuracy, macro-F1, and
 step 8's robustness evaluation: the test cells corrupted at their own
 resolution, then prepared), printed in the same format and written to
 ``<output-dir>/metrics.json``.
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None)
     args = p.parse_args(argv)
     args.verbose = default_verbose(args.verbose)
-    # What train.py's data steps read (train.load_data, split_data).
+    # What the data steps read (data_steps.load_data, split_data).
     args.class_names = None
     if args.image_size >= 1:
         from celltl.data import preparation_config
@@ -97,20 +97,19 @@ def run(args):
     import_tensorflow()
     import keras
     import numpy as np
-
     import report
+    from data_steps import audit_and_clean, load_data, split_data  # as train.py's
+
     from celltl.data import prepare_images
     from celltl.robustness import evaluate_robustness
-
-    import train  # the same data steps 1-3 as train.py: load, clean, split
 
     keras.utils.set_random_seed(args.seed)
     if args.data.lower() != "synthetic" and not Path(args.data).is_file():
         raise UserError(f"--data: no such file: {args.data}")
-    x, y, names, splits, _, synthetic, _, originals = train.load_data(args)
-    x, y, splits, _, kept = train.audit_and_clean(x, y, names, splits, out_dir)
+    x, y, names, splits, _, synthetic, _, originals = load_data(args)
+    x, y, splits, _, kept = audit_and_clean(x, y, names, splits, out_dir)
     originals = originals[kept]
-    tr, va, te, how = train.split_data(x, y, splits, args)
+    tr, va, te, how = split_data(x, y, splits, args)
     size = args.image_size
 
     def prepare(images):  # as train.py prepares its images

@@ -35,6 +35,7 @@ if str(HERE) not in sys.path:
 
 from cli import UserError, default_verbose  # noqa: E402
 from cli import main as cli_main  # noqa: E402
+from data_steps import audit_and_clean, load_data, split_data  # noqa: E402
 from quiet import import_tensorflow  # noqa: E402  sets TF_CPP_MIN_LOG_LEVEL
 
 PROFILES = {
@@ -377,121 +378,6 @@ def setup_precision(on_gpu, precision="auto"):
 
 
 # --------------------------------------------------------------------------
-# Steps 1-3: data
-# --------------------------------------------------------------------------
-
-
-def load_data(args):
-    """Returns ``(images, labels, class_names, splits, source, synthetic,
-    names_from, originals)``; ``names_from`` says where the class names came
-    from, ``originals`` are the images before preparation (the robustness
-    evaluation corrupts them at their own resolution, as a microscope
-    would, then prepares them as served images are). Images are prepared
-    with :func:`celltl.data.prepare_images` and ``args.preparation``, which
-    ``labels.json`` records for predict.py."""
-    import numpy as np
-
-    from celltl.data import SYNTHETIC_NOTICE, BLOODMNIST_SIZES, load_images, \
-        make_synthetic_cells, prepare_images
-
-    if args.data.lower() == "synthetic":
-        x, y, names = make_synthetic_cells(args.synthetic_images,
-                                           image_size=args.image_size, seed=args.seed)
-        print(f"  {SYNTHETIC_NOTICE}")
-        return (x, y, tuple(names), {}, "synthetic", True,
-                "celltl's synthetic classes", x)
-    text = args.data
-    if text.lower().startswith("bloodmnist") and not os.path.exists(text):
-        # Pick the smallest published size >= --image-size unless one is named.
-        if ":" not in text:
-            side = next((s for s in BLOODMNIST_SIZES if s >= args.image_size),
-                        BLOODMNIST_SIZES[-1])
-            text = f"bloodmnist:{side}"
-        cells = load_images(text, class_names=args.class_names)
-        names_from = "--class-names" if args.class_names else "BloodMNIST's"
-        names = cells.class_names
-    else:
-        if not os.path.exists(text):
-            raise UserError(f"--data: no such file or folder: {text}")
-        # A folder's files may differ in size: prepared as they are read.
-        size = args.image_size if os.path.isdir(text) else None
-        cells = load_images(text, image_size=size, class_names=args.class_names)
-        names, names_from = name_classes(Path(text), cells, args.class_names)
-    images = prepare_images(cells.images, **args.preparation)
-    splits = {k: np.asarray(v) for k, v in cells.splits.items()}
-    return (images, cells.labels, tuple(names), splits, cells.source, False,
-            names_from, cells.images)
-
-
-def name_classes(path, cells, given):
-    """Class names of a file or folder, and where they came from.
-
-    A ``.npz`` without ``class_names`` gets BloodMNIST's names when it is
-    BloodMNIST: its name says so, or it has 8 classes in the MedMNIST layout
-    (``train_images``, ``val_images``, ``test_images``). Otherwise the
-    classes keep their numbers, and the note says how to name them."""
-    import numpy as np
-
-    from celltl.data import BLOODMNIST_CLASS_NAMES
-
-    if given:
-        return cells.class_names, "--class-names"
-    if path.is_dir():
-        return cells.class_names, "the sub-folder names"
-    with np.load(path, allow_pickle=False) as npz:
-        keys = set(npz.files)
-    if "class_names" in keys:
-        return cells.class_names, "the file's class_names"
-    k = len(cells.class_names)
-    if k == len(BLOODMNIST_CLASS_NAMES):
-        if "bloodmnist" in path.name.lower():
-            return BLOODMNIST_CLASS_NAMES, "BloodMNIST's (the file name says so)"
-        if {"train_images", "val_images", "test_images"} <= keys:
-            return BLOODMNIST_CLASS_NAMES, (
-                "BloodMNIST's (8 classes in the MedMNIST layout; "
-                "--class-names overrides)")
-    return cells.class_names, ("label numbers: the file has no class_names; "
-                               "name them with --class-names a,b,...")
-
-
-def audit_and_clean(x, y, names, splits, out_dir):
-    import numpy as np
-
-    from celltl.data import audit_duplicates, clean_duplicates
-
-    report = audit_duplicates(x, y, class_names=names)
-    result = clean_duplicates(x, y, report)
-    for line in str(report).splitlines()[:4]:
-        print(" ", line)
-    print(f"  kept {result.kept.size} images, dropped {result.dropped.size}"
-          + (f" (cross-class: {report.cross_class_indices.size})"
-             if result.dropped.size else ""))
-    with open(out_dir / "audit.md", "w") as f:
-        f.write(report.to_markdown() + "\n## Dropped\n\n" + str(result) + "\n")
-    splits = result.reindex(splits)  # the official splits onto the kept images
-    summary = {"images_in": int(len(x)), "dropped": int(result.dropped.size),
-               "cross_class_dropped": int(report.cross_class_indices.size),
-               "exact_groups": len(report.exact_groups),
-               "near_groups": len(report.near_groups)}
-    return result.images, np.asarray(result.labels), splits, summary, result.kept
-
-
-def split_data(x, y, splits, args):
-    from celltl.data import stratified_split, stratified_subset
-
-    if {"train", "val", "test"} <= set(splits):
-        parts, how = (splits["train"], splits["val"], splits["test"]), "official"
-    else:
-        parts = stratified_split(y, val=0.15, test=0.2, seed=args.seed)
-        how = "stratified 65/15/20, seed %d" % args.seed
-    tr, va, te = parts
-    tr = stratified_subset(y, args.max_train_images, indices=tr, seed=args.seed)
-    va = stratified_subset(y, args.max_eval_images, indices=va, seed=args.seed + 1)
-    te = stratified_subset(y, args.max_eval_images, indices=te, seed=args.seed + 2)
-    return tr, va, te, how
-
-
-# --------------------------------------------------------------------------
 # Step 5: augmentation
 # --------------------------------------------------------------------------
 
@@ -750,7 +636,7 @@ def _run(args, t0, out_dir, chief, task):
           + {True: "on", False: "off", "auto": "auto"}[jit])
 
     step(4, f"Balance ({args.balance})")
-    from celltl.data import balanced_dataset, class_weights
+    from celltl.data import balanced_dataset, class_weights, shuffled_dataset
 
     step5_policy = make_policy(args, args.seed)
     data_aug = step5_policy if args.augment_on == "data" else None
@@ -763,14 +649,8 @@ def _run(args, t0, out_dir, chief, task):
               "class drawn equally often")
     else:
         cw = class_weights(y_tr, num_classes=len(names))
-        steps = -(-tr.size // batch)
-        train_ds = (tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
-                    .shuffle(tr.size, seed=args.seed, reshuffle_each_iteration=True)
-                    .repeat().batch(batch))
-        if data_aug is not None:
-            train_ds = train_ds.map(lambda a, b: (data_aug(a, training=True), b),
-                                    num_parallel_calls=tf.data.AUTOTUNE)
-        train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+        train_ds, steps = shuffled_dataset(x_tr, y_tr, batch_size=batch,
+                                           seed=args.seed, augment=data_aug)
         print("  class weights: " + ", ".join(f"{names[k]} {w:.2f}"
                                               for k, w in cw.items()))
     val_ds = tf.data.Dataset.from_tensor_slices((x_va, y_va)).batch(batch).prefetch(2)

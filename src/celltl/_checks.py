@@ -31,6 +31,7 @@ __all__ = [
     "check_pixel_range",
     "check_seed",
     "check_weights",
+    "concrete_min_max",
     "parse_int_range",
     "parse_range",
     "parse_size",
@@ -429,6 +430,31 @@ def check_pixel_range(who: str, vmin: float, vmax: float, value_range) -> None:
             f"`{who}` got images with values in [{vmin:.4g}, {vmax:.4g}], outside "
             f"value_range={(low, high)}."
         )
+
+
+def concrete_min_max(images, xp):
+    """``(min, max)`` of ``images`` as floats, or ``None`` when they have no
+    concrete values (inside a ``tf.function`` graph or a JAX trace) or are empty.
+
+    What :func:`check_pixel_range` is given by the layers' eager input check
+    and by :func:`celltl.robustness.corrupt`. ``xp`` is a backend namespace
+    (``keras.ops``-like, with ``name``).
+    """
+    if xp.name == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return None
+    elif xp.name == "jax":
+        import jax
+
+        if isinstance(images, jax.core.Tracer):
+            return None
+    if xp.numpy.size(images) == 0:
+        return None
+    vmin = xp.cast(xp.numpy.min(images), "float32")
+    vmax = xp.cast(xp.numpy.max(images), "float32")
+    return float(xp.convert_to_numpy(vmin)), float(xp.convert_to_numpy(vmax))
 
 
 def check_choices(name: str, values, choices: Sequence) -> tuple:

@@ -621,3 +621,25 @@ def test_the_scripts_share_one_error_type_and_main(capsys):
     with pytest.raises(KeyError):  # a bug is not a user error: its traceback shows
         cli.main(fails(KeyError), parse)
     assert cli.default_verbose(0) == 0 and cli.default_verbose(None) in (1, 2)
+
+
+def test_the_scripts_import_no_script_and_no_private_celltl():
+    """Each script imports the library's public API and the shared helper
+    modules (``cli``, ``quiet``, ``report``, ``data_steps``), never another
+    script (baseline.py reads its data with data_steps.py, as train.py does)
+    nor a private ``celltl._...`` module (compare_recipes.py used
+    ``celltl._seeds``)."""
+    import ast
+
+    scripts = {"adapt", "baseline", "compare_recipes", "predict", "train", "twenty_lines"}
+    for path in sorted(EXAMPLE.glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names |= {f"{node.module}.{a.name}" for a in node.names}
+        assert not names & (scripts - {path.stem}), path.name
+        private = [n for n in names if n.startswith(("celltl._", "celltl.layers._"))]
+        assert not private, f"{path.name} imports {private}"

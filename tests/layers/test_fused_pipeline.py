@@ -19,6 +19,7 @@ from celltl import (
     ColorDegenerate,
     Cutout,
     FusedPipeline,
+    FusionOptions,
     GridMask,
     RandAugment,
     RandomAffine,
@@ -114,7 +115,7 @@ def test_exclusive_geometry_of_one_kind_selects_parameters_per_image():
     x = _smooth(24)
     policy = FusedPipeline(layers)
     positions = policy.sample(x)
-    drawn = [np.asarray(active) for _, _, active in positions[0]]
+    drawn = [np.asarray(item.active) for item in positions[0]]
     assert all(d.any() for d in drawn[:5]), [d.sum() for d in drawn]
     fused = np.asarray(policy.apply_draws(x, positions, fused=True))
     chain = np.asarray(policy.apply_draws(x, positions, fused=False))
@@ -186,7 +187,7 @@ def test_augmix_chain_j_of_image_i_runs_draw_row_j_times_batch_plus_i():
     x = _smooth(6)
     batch = 6
     policy = FusedPipeline([AugMix(severity=0.5, seed=1)])
-    (adapter, draws, _), = policy.sample(x)[0]
+    (adapter, draws, _, _), = policy.sample(x)[0]
     names = [op.layer.name for op in adapter.operations]
     k = next(i for i, n in enumerate(names) if "rotate" in n)
     identity = len(names)
@@ -307,13 +308,11 @@ def test_augmix_drawn_in_either_round_runs_once_with_each_images_own_draws(monke
     # round 1 and those that drew it in round 2 take it as one call (one
     # AugMix in the program), each with the draws of its own round, and the
     # images equal the chain that runs it once per round.
-    import celltl.layers.fused_pipeline as engine
-
     x = _smooth(16)
     merged = FusedPipeline(_augmix_choice_layers())
     positions = merged.sample(x)
-    monkeypatch.setattr(engine, "MERGE_ROUNDS", False)
-    plain = FusedPipeline(_augmix_choice_layers())  # same seeds: same draws
+    plain = FusedPipeline(_augmix_choice_layers(), options=FusionOptions(merge_rounds=False))
+    # same seeds: same draws
     unmerged = plain.sample(x)
     assert len(_mixes(positions)) == 1 and len(_mixes(unmerged)) == 2
     first, second = (np.asarray(item[2]) for item in _mixes(unmerged))
@@ -382,8 +381,51 @@ def test_tf_function_and_xla(jit):
 
     policy = FusedPipeline(_pixel_layers() + [RandomAffine(rotation=30, seed=12)])
     fn = tf.function(lambda t: policy(t, training=True), jit_compile=jit)
-    out = np.asarray(fn(tf.constant(_smooth(8))))
+    x = _smooth(8)
+    out = np.asarray(fn(tf.constant(x)))
     assert out.shape == (8, 32, 32, 3) and out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - x).mean() > 1.0  # the policy did something
+
+
+@TF_ONLY
+@pytest.mark.parametrize("make", ["pixels", "geometry", "augmix-choice", "study-no-acquisition"])
+def test_under_xla_the_fused_policy_equals_the_unfused_one(make):
+    # The GPU training path compiles the whole step with XLA
+    # (jit_compile=True): there the engine runs without sub-batches. For
+    # fixed draws, compiled, the fused passes give what they give eagerly
+    # (where they take the sub-batch paths), and so does the per-operation
+    # chain; without geometry they equal each other exactly; and they differ
+    # from the input. (Layers that draw when they run, the corruptions of
+    # ``acquisition_policy``, draw for other shapes on the two paths: they
+    # are compared with seeds in tests/layers/test_compile_counts.py.)
+    import tensorflow as tf
+
+    policy = {
+        "pixels": lambda: FusedPipeline(_pixel_layers()),
+        "geometry": lambda: FusedPipeline(_pixel_layers() + [RandomAffine(rotation=30, seed=12)]),
+        "augmix-choice": lambda: FusedPipeline(_augmix_choice_layers()),
+        "study-no-acquisition": lambda: celltl.study_policy(acquisition=False, seed=0),
+    }[make]()
+    x = tf.constant(_smooth(8))
+    positions = policy.sample(x)  # fixed draws, captured by the compiled functions
+    out = {}
+    for fused in (True, False):
+        compiled = tf.function(lambda t, fused=fused: policy.apply_draws(t, positions, fused),
+                               jit_compile=True)
+        got = np.asarray(compiled(x))
+        want = np.asarray(policy.apply_draws(x, positions, fused))
+        off = np.abs(got - want)
+        if fused and make in ("augmix-choice", "study-no-acquisition"):
+            # Eagerly the images that drew AugMix take their own path and the
+            # others one resample (the sub-batch schedule); compiled, all take
+            # the split path: the same draws, geometry composed differently.
+            assert off.mean() < 1.0 and np.median(off) < 0.05, (off.mean(), np.median(off))
+        else:
+            assert off.mean() < 0.05 and (off > 1.0).mean() < 0.005, (fused, off.mean())
+        assert np.abs(got - np.asarray(x)).mean() > 1.0  # the policy did something
+        out[fused] = got
+    if make == "pixels":
+        np.testing.assert_allclose(out[True], out[False], atol=2e-3)
 
 
 def _both_traced(policy, x):
@@ -418,18 +460,15 @@ def test_position_on_the_images_that_drew_it_equals_the_batch_pass(monkeypatch):
     # result written back): the same images as the pass over the batch.
     import tensorflow as tf
 
-    from celltl.layers import fused_pipeline as engine
-
     policy = FusedPipeline(_pixel_layers() + [Shear(x_factor=0.3, y_factor=0.3, seed=12)])
+    whole, sparse = policy.with_options(sparse=0.0), policy.with_options(sparse=math.inf)
     x = tf.constant(_smooth(12))
 
     @tf.function
     def both(t):
         positions = policy.sample(t)
-        monkeypatch.setattr(engine, "SPARSE", 0.0)  # read when traced
-        batch = policy.apply_draws(t, positions, True)
-        monkeypatch.setattr(engine, "SPARSE", math.inf)
-        rows = policy.apply_draws(t, positions, True)
+        batch = whole.apply_draws(t, positions, True)
+        rows = sparse.apply_draws(t, positions, True)
         return batch, rows
 
     for _ in range(3):  # new draws each call
@@ -450,8 +489,6 @@ def test_sub_batch_results_are_written_in_place_only_into_the_engines_own_batche
     # kernel), which must come back untouched. Same images either way.
     import tensorflow as tf
 
-    from celltl.layers import fused_pipeline as engine
-
     layers = [
         RandomApply(keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=1), rate=0.5, seed=2),
         RandomApply(ColorDegenerate(factor=(0.0, 0.5), seed=3), rate=0.2, seed=4),
@@ -464,12 +501,12 @@ def test_sub_batch_results_are_written_in_place_only_into_the_engines_own_batche
     data = _smooth(32)
     x = tf.constant(data)
 
+    copies = policy.with_options(in_place=False)
+
     @tf.function
     def both(t):
         positions = policy.sample(t)
-        monkeypatch.setattr(engine, "IN_PLACE", False)  # read when traced
-        copied = policy.apply_draws(t, positions, True)
-        monkeypatch.setattr(engine, "IN_PLACE", True)
+        copied = copies.apply_draws(t, positions, True)
         in_place = policy.apply_draws(t, positions, True)
         return copied, in_place
 
@@ -496,8 +533,6 @@ def test_gradients_flow_through_in_place_writes_as_through_copies(monkeypatch):
     # trains. For the same draws: the same gradient as the writes into copies.
     import tensorflow as tf
 
-    from celltl.layers import fused_pipeline as engine
-
     policy = FusedPipeline([
         RandomAffine(rotation=30.0, seed=8),
         RandomApply(keras.layers.RandomSharpness(0.5, value_range=(0, 255), seed=1), rate=0.5, seed=2),
@@ -506,15 +541,16 @@ def test_gradients_flow_through_in_place_writes_as_through_copies(monkeypatch):
     x = tf.constant(_smooth(32))
     weights = tf.constant(np.random.default_rng(1).normal(size=(32, 32, 32, 3)).astype("float32"))
 
+    runs = [policy.with_options(in_place=in_place) for in_place in (False, True)]
+
     @tf.function
     def both(t):
         positions = policy.sample(t)
         grads = []
-        for in_place in (False, True):
-            monkeypatch.setattr(engine, "IN_PLACE", in_place)  # read when traced
+        for run in runs:
             with tf.GradientTape() as tape:
                 tape.watch(t)
-                loss = tf.reduce_sum(policy.apply_draws(t, positions, True) * weights)
+                loss = tf.reduce_sum(run.apply_draws(t, positions, True) * weights)
             grads.append(tape.gradient(loss, t))
         return grads
 
@@ -533,16 +569,16 @@ def test_study_policy_runs_randaugments_second_operation_on_its_images(monkeypat
     # sub-batch path; light_policy's choice (half the images) does not.
     import tensorflow as tf
 
-    from celltl.layers import fused_pipeline as engine
+    from celltl.layers.fused import passes
 
     calls = []
-    few_rows = engine.FusedPipeline._few_rows
+    few_rows = passes.few_rows
 
-    def spy(self, x, items, *args):
-        calls.append(sum(self._share(active) for _, _, active in items))
-        return few_rows(self, x, items, *args)
+    def spy(r, x, items, *args):
+        calls.append(sum(item.share for item in items))
+        return few_rows(r, x, items, *args)
 
-    monkeypatch.setattr(engine.FusedPipeline, "_few_rows", spy)
+    monkeypatch.setattr(passes, "few_rows", spy)
     x = tf.zeros((16, 32, 32, 3))
     for make, expected in [(celltl.study_policy, [0.1 * 7 / 13] * 2), (celltl.light_policy, [])]:
         calls.clear()
@@ -650,12 +686,12 @@ def test_sparse_sharpen_blur_is_the_shifted_adds_blur(dtype):
     # the shifted adds that the XLA passes use.
     import tensorflow as tf
 
-    from celltl.layers.fused_pipeline import _blur3, _blur3_conv
+    from celltl.layers.fused.filters import blur3, blur3_conv
 
     x = tf.constant(_smooth(3, size=17), dtype)
     policy = FusedPipeline([Cutout(seed=0)])
-    want = np.asarray(_blur3(x, policy.backend), "float32")
-    got = np.asarray(_blur3_conv(x), "float32")
+    want = np.asarray(blur3(x, policy.backend), "float32")
+    got = np.asarray(blur3_conv(x), "float32")
     tolerance = {"float32": 1e-3, "float16": 0.3}[dtype]  # float16: 0.1 % of 255
     np.testing.assert_allclose(got, want, atol=tolerance)
 
@@ -665,7 +701,7 @@ def test_augmix_draws_every_step_its_own_magnitudes():
     # the steps: each step gets width * batch rows of its own.
     x = _smooth(5)
     policy = FusedPipeline([AugMix(severity=0.5, depth=3, seed=1)])
-    (adapter, draws, _), = policy.sample(x)[0]
+    (adapter, draws, _, _), = policy.sample(x)[0]
     names = [op.layer.name for op in adapter.operations]
     k = next(i for i, n in enumerate(names) if "rotate" in n)
     angles = [np.asarray(step["ops"][k]["angle"]) for step in draws["steps"]]
@@ -689,8 +725,11 @@ def test_tiled_pass_equals_the_pass_over_the_copies(geometry):
     policy = FusedPipeline(layers)
     copies = np.concatenate([x] * 3, axis=0)
     positions = policy.sample(copies)  # draws for every row of the copies
-    expected = np.asarray(policy._fused(keras.ops.convert_to_tensor(copies), positions))
-    got = np.asarray(policy._fused(keras.ops.convert_to_tensor(x), positions, tile=3))
+    from celltl.layers.fused.passes import fused_pass
+
+    run = policy._runner()
+    expected = np.asarray(fused_pass(run, keras.ops.convert_to_tensor(copies), positions))
+    got = np.asarray(fused_pass(run, keras.ops.convert_to_tensor(x), positions, tile=3))
     assert got.shape == copies.shape
     np.testing.assert_allclose(got, expected, atol=1e-4)
     # Rows differ per copy (their own draws), so a wrong row mapping shows.
@@ -702,7 +741,7 @@ def test_round_share_bounds_the_share_that_draws_each_branch(weights):
     # Positions expected to be drawn by few images run on those images only:
     # the expected share per branch and round must not understate the draws
     # (exact, 1 / M, without weights).
-    from celltl.layers.fused_pipeline import _round_share
+    from celltl.layers.fused.sampling import round_share as _round_share
 
     layers = [ColorDegenerate(seed=i) for i in range(4)]
     choice = RandomChoice(layers, num=3, weights=weights, seed=0)

@@ -31,6 +31,14 @@ def test_one_layer_per_corruption():
         assert "Args:" in cls.__doc__ and "severity" in cls.__doc__
 
 
+def test_the_layer_table_lists_every_corruption_in_order():
+    from celltl.layers.corruption_layers import CORRUPTION_LAYERS
+
+    assert tuple(CORRUPTION_LAYERS) == tuple(CORRUPTIONS)
+    for name, cls in CORRUPTION_LAYERS.items():
+        assert issubclass(cls, CorruptionLayer) and cls.corruption == name
+
+
 @pytest.mark.parametrize("name", sorted(set(CORRUPTIONS) - RANDOM))
 @pytest.mark.parametrize("severity", [1, 4])
 def test_layer_at_a_fixed_severity_equals_corrupt(name, severity):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import keras
 
-from celltl.robustness import evaluation
+from celltl.robustness import _corrupting
 from celltl.robustness.evaluation import _batch_seed, _Progress, evaluate_robustness
 
 K = 3  # classes
@@ -39,7 +39,7 @@ def fake_corrupt(images, corruption, severity, seed=None, value_range=(0, 255)):
 @pytest.fixture
 def fake_registry(monkeypatch):
     SEEDS.clear()
-    monkeypatch.setattr(evaluation, "_registry", lambda: (FAKE, fake_corrupt))
+    monkeypatch.setattr(_corrupting, "_registry", lambda: (FAKE, fake_corrupt))
 
 
 def indexed(n, size=8):
@@ -62,14 +62,14 @@ def oracle(labels):
 def test_table_is_the_share_of_unaltered_images(n, batch_size):
     SEEDS.clear()
     x, y = indexed(n)
-    original = evaluation._registry
-    evaluation._registry = lambda: (FAKE, fake_corrupt)
+    original = _corrupting._registry
+    _corrupting._registry = lambda: (FAKE, fake_corrupt)
     try:
         r = evaluate_robustness(
             None, x, y, batch_size=batch_size, predict_fn=oracle(y), progress=False
         )
     finally:
-        evaluation._registry = original
+        _corrupting._registry = original
     expected = [float(np.mean(np.arange(n) % 5 >= s)) for s in (1, 2, 3, 4, 5)]
     assert r.clean_accuracy == 1.0
     assert r.accuracy["partial"] == pytest.approx(expected)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from celltl.robustness import evaluation
+from celltl.robustness import _corrupting
 from celltl.robustness.report import RobustnessReport
 
 MODEL = {"noise": [0.9, 0.7, 0.5], "blur": [0.8, 0.8, 0.6], "jpeg": [0.95, 0.9, 0.85]}
@@ -101,7 +101,7 @@ def test_save_plot_corrupts_images_passed_in(tmp_path, monkeypatch):
         calls.append((corruption, severity, images.shape))
         return 255 - images
 
-    monkeypatch.setattr(evaluation, "_registry", lambda: (tuple(MODEL), fake))
+    monkeypatch.setattr(_corrupting, "_registry", lambda: (tuple(MODEL), fake))
     images = np.zeros((5, 16, 16, 3), np.uint8)
     make().save_plot(tmp_path / "p.png", images=images)
     assert calls == [(c, 3, (1, 16, 16, 3)) for c in MODEL]

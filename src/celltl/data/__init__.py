@@ -14,16 +14,18 @@ from celltl.data.audit import (
 from celltl.data.bloodmnist import (
     BLOODMNIST_CLASS_NAMES,
     BLOODMNIST_SIZES,
+    default_class_names,
     fetch_bloodmnist,
 )
+from celltl.data.cell_images import CellImages
 from celltl.data.clean import CleanResult, clean_duplicates
 from celltl.data.hashing import dhash, hamming_distance, pixel_digests
-from celltl.data.cell_images import CellImages
 from celltl.data.lab_cells import load_lab
 from celltl.data.loaders import load_images
 from celltl.data.oversampling import oversample
 from celltl.data.preparation import preparation_config, prepare_images
 from celltl.data.sampler import BalancedDataset, balanced_dataset, target_distribution
+from celltl.data.shuffled import ShuffledDataset, shuffled_dataset
 from celltl.data.split import SplitIndices, stratified_split, stratified_subset
 from celltl.data.synthetic import SYNTHETIC_NOTICE, SyntheticCells, make_synthetic_cells
 from celltl.data.weights import class_weights
@@ -38,12 +40,14 @@ __all__ = [
     "CleanResult",
     "DuplicateGroup",
     "DuplicateReport",
+    "ShuffledDataset",
     "SplitIndices",
     "SyntheticCells",
     "audit_duplicates",
     "balanced_dataset",
     "class_weights",
     "clean_duplicates",
+    "default_class_names",
     "dhash",
     "fetch_bloodmnist",
     "hamming_distance",
@@ -54,6 +58,7 @@ __all__ = [
     "pixel_digests",
     "preparation_config",
     "prepare_images",
+    "shuffled_dataset",
     "stratified_split",
     "stratified_subset",
     "target_distribution",

@@ -10,10 +10,16 @@ dependency on the ``medmnist`` package or on torch is needed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from celltl._checks import check_choice
+from celltl._checks import check_choice, check_int
 
-__all__ = ["BLOODMNIST_CLASS_NAMES", "BLOODMNIST_SIZES", "fetch_bloodmnist"]
+__all__ = [
+    "BLOODMNIST_CLASS_NAMES",
+    "BLOODMNIST_SIZES",
+    "default_class_names",
+    "fetch_bloodmnist",
+]
 
 _RECORD = "https://zenodo.org/records/10519652/files"
 
@@ -55,6 +61,63 @@ BLOODMNIST_CLASS_NAMES = (
     "platelet",
 )
 """Short class names in BloodMNIST label order (``ig``: immature granulocytes)."""
+
+_MEDMNIST_KEYS = {"train_images", "val_images", "test_images"}
+
+
+def default_class_names(file_name, num_classes, keys=()):
+    """The class names of a ``.npz`` file that names none: celltl's one rule.
+
+    A file is taken for BloodMNIST, and gets :data:`BLOODMNIST_CLASS_NAMES`,
+    when either
+
+    * its name contains ``"bloodmnist"`` (any case; MedMNIST's own files are
+      ``bloodmnist.npz``, ``bloodmnist_64.npz``...) and its labels fit in
+      BloodMNIST's 8 classes (``num_classes <= 8``), or
+    * it has exactly 8 classes in the MedMNIST layout (``keys`` holds
+      ``train_images``, ``val_images`` and ``test_images``).
+
+    Any other file keeps its label numbers as names (``"0"``, ``"1"``...).
+    Names given by the caller or stored in the file (a ``class_names`` key)
+    always win; :func:`~celltl.data.load_images` applies this rule only
+    without them, and ``examples/blood_cells/train.py`` reports which case
+    named the classes.
+
+    Args:
+        file_name: The file's name or path (``str`` or ``os.PathLike``); only
+            the last component is read.
+        num_classes: The number of classes, ``max(label) + 1`` (an int >= 0).
+        keys: The keys of the ``.npz`` file. Defaults to ``()``.
+
+    Returns:
+        A tuple of ``str``: :data:`BLOODMNIST_CLASS_NAMES`, or
+        ``num_classes`` label numbers.
+
+    Raises:
+        ValueError: ``file_name`` not a path, or ``num_classes`` not an int >= 0.
+
+    Example:
+
+    >>> from celltl.data import default_class_names
+    >>> default_class_names("my_bloodmnist_64.npz", 8)[:3]
+    ('basophil', 'eosinophil', 'erythroblast')
+    >>> default_class_names("cells.npz", 8, keys=["train_images", "val_images",
+    ...                                           "test_images"])[-1]
+    'platelet'
+    >>> default_class_names("cells.npz", 3)
+    ('0', '1', '2')
+    """
+    if not isinstance(file_name, (str, os.PathLike)):
+        raise ValueError(
+            f"`file_name` must be a file name or path. Received: file_name={file_name!r}"
+        )
+    num_classes = check_int("num_classes", num_classes, low=0)
+    k = len(BLOODMNIST_CLASS_NAMES)
+    named = "bloodmnist" in Path(file_name).name.lower() and num_classes <= k
+    laid_out = num_classes == k and _MEDMNIST_KEYS <= set(keys)
+    if named or laid_out:
+        return BLOODMNIST_CLASS_NAMES
+    return tuple(str(i) for i in range(num_classes))
 
 
 def fetch_bloodmnist(size: int = 28, *, cache_dir: str | os.PathLike | None = None):

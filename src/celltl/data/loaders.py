@@ -19,6 +19,7 @@ from celltl.data._folder import read_image_folder
 from celltl.data.bloodmnist import (
     BLOODMNIST_CLASS_NAMES,
     BLOODMNIST_SIZES,
+    default_class_names,
     fetch_bloodmnist,
 )
 from celltl.data.cell_images import CellImages
@@ -63,8 +64,10 @@ def load_images(
         split: For MedMNIST data, return only ``"train"``, ``"val"`` or
             ``"test"``. Defaults to ``None`` (all splits).
         class_names: Names overriding (``.npz``) or ordering (folders) the
-            classes. Defaults to the file's names, the sorted folder names, or
-            the BloodMNIST names for BloodMNIST files.
+            classes. Defaults to the file's ``class_names``, the sorted folder
+            names, or for a ``.npz`` without names the rule of
+            :func:`default_class_names` (BloodMNIST's names for BloodMNIST
+            files, else the label numbers).
         cache_dir: Download cache for ``"bloodmnist"`` (see
             :func:`fetch_bloodmnist`).
 
@@ -190,11 +193,11 @@ def _load_npz(path, size, split, class_names):
     where = f" in '{path}'"
     images = check_images(images, where=where)
     labels = check_labels(labels, n=images.shape[0], where=where)
+    num_classes = int(labels.max()) + 1
     if class_names is None:
         class_names = file_names
-        if class_names is None and path.name.lower().startswith("bloodmnist"):
-            class_names = BLOODMNIST_CLASS_NAMES
-    num_classes = int(labels.max()) + 1
+        if class_names is None:
+            class_names = default_class_names(path, num_classes, keys)
     names = check_class_names(class_names, num_classes, where=where)
     if paths is not None and len(paths) != images.shape[0]:
         paths = None

@@ -17,9 +17,10 @@ from celltl.layers.base import BaseAugmentation, RandomLayer
 from celltl.layers.cell_scale import CellScale
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
-from celltl.layers.corruption import CorruptionLayer, corruption_layer
+from celltl.layers.corruption import CorruptionLayer
+from celltl.layers.corruption_layers import corruption_layer
 from celltl.layers.cutout import Cutout
-from celltl.layers.fused_pipeline import FusedPipeline, fuse
+from celltl.layers.fused import FusedPipeline, FusionOptions, fuse
 from celltl.layers.grid_mask import GridMask
 from celltl.layers.policy import acquisition_policy, light_policy, study_policy
 from celltl.layers.rand_augment import RandAugment, randaugment_operations
@@ -42,6 +43,7 @@ __all__ = [
     "light_policy",
     "acquisition_policy",
     "FusedPipeline",
+    "FusionOptions",
     "fuse",
     "BaseAugmentation",
     "ColorDegenerate",

@@ -126,13 +126,25 @@ class AugMix(_Dispatch):
     def _branches(self):
         return list(self.operations)
 
-    def _dirichlet(self, shape):
-        """Gamma(alpha) draws; exponentials (XLA-friendly) when alpha == 1."""
-        xp = self.backend
+    def dirichlet(self, shape, seed, xp):
+        """Gamma(alpha) draws of ``shape`` (exponentials, XLA-friendly, when
+        alpha is 1): normalised, the Dirichlet weights of the mix."""
         if self.alpha == 1.0:
-            u = xp.random.uniform(shape, minval=1e-6, maxval=1.0, seed=self._seed())
+            u = xp.random.uniform(shape, minval=1e-6, maxval=1.0, seed=seed)
             return -xp.numpy.log(u)
-        return xp.random.gamma(shape, alpha=self.alpha, seed=self._seed())
+        return xp.random.gamma(shape, alpha=self.alpha, seed=seed)
+
+    def mix(self, images, chains, g, a, b):
+        """The mix of ``images`` ``(B, ...)`` with their ``chains``
+        ``(width, B, ...)``: the chains weighted by ``g / sum(g)`` (``g``
+        ``(width, B)``), then blended with the image by ``a / (a + b)``
+        (``(B,)`` each). Not clipped."""
+        xp = self.backend
+        np_ = xp.numpy
+        weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), images.dtype)
+        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
+        m = xp.cast(a / (a + b), images.dtype)[:, None, None, None]
+        return images * m + mixed * (1 - m)
 
     def augment(self, images):
         xp = self.backend
@@ -152,13 +164,10 @@ class AugMix(_Dispatch):
             chains = self._dispatch(chains, xp.cast(op, "int32"), self.operations,
                                     [taking / m_ops] * m_ops)
         chains = np_.reshape(chains, (self.width, -1, *images.shape[1:]))
-        g = self._dirichlet((self.width, batch))
-        weights = xp.cast(g / np_.sum(g, axis=0, keepdims=True), images.dtype)
-        mixed = np_.sum(chains * weights[:, :, None, None, None], axis=0)
-        a = self._dirichlet((batch,))
-        b = self._dirichlet((batch,))
-        m = xp.cast(a / (a + b), images.dtype)[:, None, None, None]
-        return images * m + mixed * (1 - m)  # clipped to value_range by the base
+        g = self.dirichlet((self.width, batch), self._seed(), xp)
+        a = self.dirichlet((batch,), self._seed(), xp)
+        b = self.dirichlet((batch,), self._seed(), xp)
+        return self.mix(images, chains, g, a, b)  # clipped to value_range by the base
 
     def get_config(self):
         config = super().get_config()

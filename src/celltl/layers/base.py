@@ -27,8 +27,6 @@ A subclass implements two methods:
 from __future__ import annotations
 
 import contextvars
-import os
-import weakref
 
 import keras
 
@@ -45,18 +43,16 @@ from celltl._compat import (
     in_xla_context,
     layer_seed_generator,
 )
+from celltl.layers import fusion
 from celltl.layers.functional import affine_sample
-
-#: Set ``CELLTL_XLA_KERNELS=0`` to run the kernels as plain TensorFlow graphs.
-XLA_KERNELS = os.environ.get("CELLTL_XLA_KERNELS", "1") != "0"
-_xla_kernels: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+from celltl.layers.xla_kernels import XLA_KERNELS, compiled, wants_kernels
 #: True while a celltl layer's ``augment`` runs: the layers it calls (the
 #: branches of a composite) then skip the input check, which applies to the
 #: input of the outermost celltl layer only (an intermediate image made dark by
 #: solarize is not a [0, 1] image).
 _NESTED = contextvars.ContextVar("celltl_nested_augment", default=False)
 
-__all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation"]
+__all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation", "ColorAugmentation", "XLA_KERNELS"]
 
 
 class RandomLayer(DataLayer):
@@ -202,18 +198,9 @@ class BaseAugmentation(RandomLayer):
         (compiled once per input shape); the random sampling stays outside.
         Eagerly, under XLA already, or on another backend, it runs as is.
         """
-        xp = self.backend
-        if not XLA_KERNELS or xp.name != "tensorflow":
+        if not wants_kernels(self.backend):
             return self.transform_images
-        import tensorflow as tf
-
-        if tf.executing_eagerly() or in_xla_context():
-            return self.transform_images
-        fn = _xla_kernels.get(self)
-        if fn is None:
-            fn = tf.function(self.transform_images, jit_compile=True, autograph=False)
-            _xla_kernels[self] = fn
-        return fn
+        return compiled(self, "transform_images", lambda: self.transform_images)
 
     def get_random_transformation(self, images, seed):
         """Draws per-image parameters for the batch; returns a dict of tensors."""
@@ -328,6 +315,24 @@ class GeometricAugmentation(BaseAugmentation):
         )
         self._init_fill(fill_mode, fill_value)
 
+    #: The fusion protocol (:mod:`celltl.layers.fusion`): one resample.
+    fusion_kind = fusion.GEOMETRY
+    fusion_batch_only = True
+    #: Names of the ``(B,)`` draws, all 0 for the identity (or None).
+    fusion_parameters = None
+
+    def fusion_matrix(self, transformation, height, width):
+        """Per image, the ``(B, 3, 3)`` matrix mapping an output pixel
+        ``(x, y, 1)`` to the input pixel it reads."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def transform_images(self, images, transformation):
+        """One resample at the coordinates :meth:`fusion_matrix` gives."""
+        height, width = images.shape[1], images.shape[2]
+        matrix = self.fusion_matrix(transformation, height, width)
+        x, y = fusion.coordinates(matrix, height, width, self.backend)
+        return self._resample(images, x, y)
+
     def _resample(self, images, x, y):
         """Samples ``images`` at input coordinates ``x``, ``y`` ``(B, H, W)``."""
         return affine_sample(
@@ -344,3 +349,35 @@ class GeometricAugmentation(BaseAugmentation):
         config = super().get_config()
         config.update({"interpolation": self.interpolation})
         return config
+
+
+class ColorAugmentation(BaseAugmentation):
+    """Base of the layers whose operation is a colour matrix and offset per
+    image (:class:`~celltl.ColorDegenerate`, :class:`~celltl.RandomWhiteBalance`):
+    ``transform_images`` is :meth:`fusion_color` applied to every pixel
+    (:func:`celltl.layers.fusion.apply_color`), so a fused policy and the
+    layer alone run the same math.
+    """
+
+    fusion_kind = fusion.COLOR
+    fusion_batch_only = True
+    #: The per-image statistics :meth:`fusion_color` reads: of ``"mean"``, ``"minmax"``.
+    fusion_statistics = ()
+
+    def fusion_color(self, transformation, statistics):
+        """``(matrix (B, 3, 3), offset (B, 3))``: each pixel ``p`` becomes ``A p + b``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def transform_images(self, images, transformation):
+        xp = self.backend
+        np_ = xp.numpy
+        statistics = {}
+        if self.fusion_statistics:
+            xf = xp.cast(images, "float32")
+            if "mean" in self.fusion_statistics:
+                statistics["mean"] = np_.mean(xf, axis=(1, 2))
+            if "minmax" in self.fusion_statistics:
+                statistics["min"] = np_.min(xf, axis=(1, 2))
+                statistics["max"] = np_.max(xf, axis=(1, 2))
+        matrix, offset = self.fusion_color(transformation, statistics)
+        return fusion.apply_color(images, matrix, offset, xp)

@@ -8,9 +8,9 @@ import numpy as np
 from celltl import morphometry
 from celltl._checks import check_choice, check_number, parse_range, parse_value_range
 from celltl._compat import DataLayer
-from celltl.layers.functional import affine_sample
+from celltl.layers.functional import _xp, affine_sample
 
-__all__ = ["CellScale", "DEFAULT_TARGET_RADIUS"]
+__all__ = ["DEFAULT_TARGET_RADIUS", "CellScale", "zoom_with_background"]
 
 #: Radius of gyration of the nucleus as a share of the image side, the median
 #: over the 2,535 PBC cells of ``blood_cells_train.npz`` (96x96, 0.117) as
@@ -127,7 +127,6 @@ class CellScale(DataLayer):
 
     def call(self, images):
         xp = self.backend
-        np_ = xp.numpy
         if len(images.shape) != 4 or images.shape[-1] != 3:
             raise ValueError(
                 "`CellScale` expects RGB batches of shape (B, H, W, 3). "
@@ -138,21 +137,9 @@ class CellScale(DataLayer):
         low, high = self.value_range
         x = (xp.cast(images, "float32") - low) / (high - low)
         zoom, cy, cx, bg = self._zoom(x)
-        height, width = images.shape[1], images.shape[2]
-        oy, ox = (height - 1) / 2.0, (width - 1) / 2.0
         if self.center == "image":
-            cy = np_.zeros_like(cy) + oy
-            cx = np_.zeros_like(cx) + ox
-        rows = xp.convert_to_tensor(np.arange(height, dtype="float32"))[None, :, None] - oy
-        cols = xp.convert_to_tensor(np.arange(width, dtype="float32"))[None, None, :] - ox
-        z = zoom[:, None, None]
-        # (B, H, 1) and (B, 1, W) broadcast to the (B, H, W) sampling grid.
-        sample_y = cy[:, None, None] + z * rows + 0.0 * cols
-        sample_x = cx[:, None, None] + z * cols + 0.0 * rows
-        centred = x - bg[:, None, None, :]
-        out = affine_sample(centred, sample_x, sample_y, fill_mode="constant",
-                            fill_value=0.0, xp=xp)
-        out = np_.clip(out + bg[:, None, None, :], 0.0, 1.0)
+            cy = cx = None
+        out = zoom_with_background(x, zoom, bg, cy, cx, xp=xp)
         return xp.cast(out * (high - low) + low, self.compute_dtype)
 
     def adapt(self, data, batch_size=256):
@@ -202,3 +189,44 @@ class CellScale(DataLayer):
             }
         )
         return config
+
+
+def zoom_with_background(x, zoom, background, center_y=None, center_x=None, xp=None):
+    """Zooms each image by its field-of-view factor; the new border is its background.
+
+    The pure kernel behind :class:`CellScale` and
+    :class:`celltl.adaptation.LabZoom`: output pixel ``p`` reads the input
+    (bilinear) at ``c + zoom * (p - c')``, ``c`` the centre ``(center_y,
+    center_x)`` (default: the image centre) and ``c'`` the output centre, and
+    pixels read outside the image take ``background``. ``zoom > 1`` widens
+    the field of view (the cell looks smaller), ``zoom < 1`` narrows it.
+
+    Args:
+        x: ``(B, H, W, 3)`` float images in ``[0, 1]`` of static size.
+        zoom: ``(B,)`` field-of-view factors.
+        background: ``(B, 3)`` colours in ``[0, 1]``
+            (:func:`celltl.morphometry.background_colour`).
+        center_y, center_x: optional ``(B,)`` centres in input pixels.
+        xp: backend namespace.
+
+    Returns:
+        ``(B, H, W, 3)`` float32 in ``[0, 1]``.
+    """
+    xp = _xp(xp)
+    np_ = xp.numpy
+    height, width = x.shape[1], x.shape[2]
+    oy, ox = (height - 1) / 2.0, (width - 1) / 2.0
+    if center_y is None:
+        center_y = np_.zeros_like(zoom) + oy
+    if center_x is None:
+        center_x = np_.zeros_like(zoom) + ox
+    rows = xp.convert_to_tensor(np.arange(height, dtype="float32"))[None, :, None] - oy
+    cols = xp.convert_to_tensor(np.arange(width, dtype="float32"))[None, None, :] - ox
+    z = zoom[:, None, None]
+    # (B, H, 1) and (B, 1, W) broadcast to the (B, H, W) sampling grid.
+    sample_y = center_y[:, None, None] + z * rows + 0.0 * cols
+    sample_x = center_x[:, None, None] + z * cols + 0.0 * rows
+    bg = background[:, None, None, :]
+    out = affine_sample(x - bg, sample_x, sample_y, fill_mode="constant",
+                        fill_value=0.0, xp=xp)
+    return np_.clip(out + bg, 0.0, 1.0)

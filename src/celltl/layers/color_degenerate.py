@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import keras
 
-from celltl.layers import functional as F
 from celltl._checks import parse_range
-from celltl.layers.base import BaseAugmentation
+from celltl.layers.base import ColorAugmentation
+from celltl.layers.functional import GREY_WEIGHTS
 
 __all__ = ["ColorDegenerate"]
 
 
 @keras.saving.register_keras_serializable(package="celltl")
-class ColorDegenerate(BaseAugmentation):
+class ColorDegenerate(ColorAugmentation):
     """Blends each image toward its greyscale by a per-image factor.
 
     ``out = img + f * (grey(img) - img)`` with ``grey`` the ITU-R BT.601 luma
@@ -54,10 +54,19 @@ class ColorDegenerate(BaseAugmentation):
         shape = (self._batch_size(images),)
         return {"factor": self._uniform(shape, self.factor, seed)}
 
+    def fusion_color(self, transformation, statistics):
+        """``x (1 - f) + grey(x) f``: the rows ``(1 - f) e_c + f w``, ``w`` the luma weights."""
+        xp = self.backend
+        np_ = xp.numpy
+        f = xp.cast(transformation["factor"], "float32")[:, None, None]
+        w = xp.convert_to_tensor(GREY_WEIGHTS, "float32")[None, None, :]
+        a = np_.eye(3, dtype="float32")[None] * (1.0 - f) + w * f
+        return a, np_.zeros_like(a[:, 0, :])
+
     def transform_images(self, images, transformation):
         if self.factor == (0.0, 0.0):
             return images
-        return F.blend_to_grey(images, transformation["factor"], xp=self.backend)
+        return super().transform_images(images, transformation)
 
     def get_config(self):
         config = super().get_config()

@@ -3,21 +3,20 @@
 Each corruption of :data:`celltl.robustness.CORRUPTIONS` is also an
 augmentation layer: a few-line subclass of :class:`CorruptionLayer` that names
 its corruption (in :mod:`celltl.layers.acquisition` for what the microscope
-and camera do, :mod:`celltl.layers.specimen` for what the slide does). The
-base draws a severity per image from the ``severity`` range and runs the same
-sampling and math as :func:`celltl.robustness.corrupt`, so at a fixed integer
+and camera do, :mod:`celltl.layers.specimen` for what the slide does); the
+table :data:`celltl.layers.corruption_layers.CORRUPTION_LAYERS` lists them.
+The base draws a severity per image from the ``severity`` range and runs the
+same sampling and math as :func:`celltl.robustness.corrupt`, so at a fixed integer
 severity a deterministic corruption gives exactly ``corrupt``'s output.
 """
 
 from __future__ import annotations
 
-from celltl._checks import check_choice, parse_range
+from celltl._checks import parse_range
 from celltl.layers.base import BaseAugmentation
+from celltl.robustness.corruptions import apply_corruption, sample_corruption
 
-__all__ = ["CorruptionLayer", "corruption_layer"]
-
-#: corruption name -> layer class, filled as the subclasses are defined.
-_LAYERS: dict = {}
+__all__ = ["CorruptionLayer"]
 
 _ARGS = """
     Args:
@@ -35,19 +34,12 @@ _ARGS = """
 """
 
 
-def _registry():
-    # Imported when first needed: celltl.robustness imports the kernels, which
-    # may import celltl.layers.functional (and so this package).
-    from celltl.robustness import corruptions
-
-    return corruptions
-
-
 class CorruptionLayer(BaseAugmentation):
     """Applies one corruption of :data:`celltl.robustness.CORRUPTIONS` at a random severity.
 
-    Subclasses set the class attribute ``corruption`` (a corruption name);
-    :func:`corruption_layer` builds the layer of a name.
+    Subclasses set the class attribute ``corruption`` (a corruption name) and
+    get the shared ``Args:`` section appended to their docstring;
+    :func:`~celltl.layers.corruption_layer` builds the layer of a name.
     """
 
     #: The corruption name (set by each subclass).
@@ -55,9 +47,7 @@ class CorruptionLayer(BaseAugmentation):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("corruption")
-        if name is not None:
-            _LAYERS[name] = cls
+        if cls.__dict__.get("corruption") is not None:  # the shared arguments
             cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _ARGS
 
     def __init__(self, severity=(1.0, 5.0), value_range=(0, 255), seed=None, **kwargs):
@@ -71,12 +61,10 @@ class CorruptionLayer(BaseAugmentation):
 
     def get_random_transformation(self, images, seed):
         severity = self._uniform((self._batch_size(images),), self.severity, seed)
-        return _registry().sample_corruption(
-            self.corruption, images, severity, seed, xp=self.backend
-        )
+        return sample_corruption(self.corruption, images, severity, seed, xp=self.backend)
 
     def transform_images(self, images, transformation):
-        out = _registry().apply_corruption(
+        out = apply_corruption(
             self.corruption, images, transformation, self.value_range, xp=self.backend
         )
         return self.backend.cast(out, images.dtype)
@@ -85,27 +73,3 @@ class CorruptionLayer(BaseAugmentation):
         config = super().get_config()
         config.update({"severity": self.severity})
         return config
-
-
-def corruption_layer(corruption, severity=(1.0, 5.0), value_range=(0, 255), seed=None, **kwargs):
-    """The layer of ``corruption`` (a name from :data:`celltl.robustness.CORRUPTIONS`).
-
-    Args:
-        corruption: the corruption name, e.g. ``"defocus_blur"``.
-        severity: the per-image severity range in ``[1, 5]`` (or one
-            number). Defaults to ``(1.0, 5.0)``.
-        value_range: range of input and output. Defaults to ``(0, 255)``.
-        seed: ``None`` or a non-negative int for reproducible output.
-        **kwargs: passed to :class:`keras.layers.Layer` (``name``...).
-
-    Example:
-
-    >>> from celltl.layers import corruption_layer
-    >>> type(corruption_layer("jpeg", severity=2)).__name__
-    'JpegCompression'
-    """
-    import celltl.layers.acquisition  # noqa: F401 - registers the layers
-    import celltl.layers.specimen  # noqa: F401
-
-    check_choice("corruption", corruption, tuple(_registry().CORRUPTIONS))
-    return _LAYERS[corruption](severity=severity, value_range=value_range, seed=seed, **kwargs)

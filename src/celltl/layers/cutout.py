@@ -107,6 +107,26 @@ class Cutout(BaseAugmentation):
             **self._sample_fill(images, seed),
         }
 
+    @property
+    def fusion_kind(self):
+        """``"mask"`` with a constant fill (the fusion protocol,
+        :mod:`celltl.layers.fusion`); None with noise, which runs unfused."""
+        return "mask" if self.fill_mode == "constant" else None
+
+    def fusion_mask(self, transformation, height, width, x, y):
+        """The holes at float pixel coordinates ``x``, ``y`` ``(B, H, W)``."""
+        if self.num_holes[1] == 0:
+            return self.backend.numpy.zeros(self.backend.shape(x), dtype="bool")
+        return F.box_mask_at(
+            x,
+            y,
+            transformation["center_y"],
+            transformation["center_x"],
+            transformation["box_height"],
+            transformation["box_width"],
+            xp=self.backend,
+        )
+
     def transform_images(self, images, transformation):
         if self.num_holes[1] == 0:
             return images

@@ -15,6 +15,11 @@ the image centre is ``((H - 1) / 2, (W - 1) / 2)``.
 from __future__ import annotations
 
 from celltl._compat import current_backend
+from celltl.geometry import affine_sample
+
+# ``affine_sample`` lives in :mod:`celltl.geometry` (below the layers, so that
+# :mod:`celltl.robustness` can resample without importing :mod:`celltl.layers`);
+# it is re-exported here, beside the other kernels the layers call.
 
 __all__ = [
     "GREY_WEIGHTS",
@@ -185,124 +190,3 @@ def shear_matrix(shear_x, shear_y, height, width, xp=None):
     return np_.stack(
         [one, shear_x, -shear_x * cy, shear_y, one, -shear_y * cx, zero, zero], axis=1
     )
-
-
-def _map_coordinate(coord, size, fill_mode, xp):
-    """Maps out-of-range sampling coordinates like TensorFlow's kernels do.
-
-    Mirrors ``MapCoordinate`` in TensorFlow's ``image_ops.h`` (used by
-    ``ImageProjectiveTransformV3`` and so by Keras ``affine_transform``), so
-    that results match it pixel for pixel. ``constant`` leaves coordinates as
-    they are (out-of-range reads give ``fill_value``).
-    """
-    np_ = xp.numpy
-    if fill_mode == "constant" or size <= 1:
-        if size <= 1 and fill_mode != "constant":
-            return np_.zeros_like(coord)
-        return coord
-
-    def trunc(v):  # C++ static_cast<int>(float): round toward zero
-        return np_.trunc(v)
-
-    if fill_mode == "nearest":
-        mapped = coord
-    elif fill_mode == "reflect":
-        sz2 = 2.0 * size
-        neg = sz2 * trunc(-coord / sz2) + coord
-        neg = np_.where(neg < -size, neg + sz2, -neg - 1.0)
-        pos = coord - sz2 * trunc(coord / sz2)
-        pos = np_.where(pos >= size, sz2 - pos - 1.0, pos)
-        mapped = np_.where(coord < 0, neg, np_.where(coord > size - 1, pos, coord))
-    elif fill_mode == "wrap":
-        sz = size - 1.0
-        neg = coord + size * (trunc(-coord / sz) + 1.0)
-        pos = coord - size * trunc(coord / sz)
-        mapped = np_.where(coord < 0, neg, np_.where(coord > size - 1, pos, coord))
-    else:  # pragma: no cover - validated by the layers
-        raise ValueError(f"Unknown fill_mode={fill_mode!r}")
-    return np_.clip(mapped, 0.0, size - 1.0)
-
-
-def affine_sample(
-    images,
-    x,
-    y,
-    interpolation="bilinear",
-    fill_mode="constant",
-    fill_value=0.0,
-    xp=None,
-    rows=None,
-):
-    """Samples ``images`` at float coordinates with gathers (XLA-friendly).
-
-    Equivalent to TensorFlow's ``ImageProjectiveTransformV3`` (and so to
-    ``keras.ops.image.affine_transform`` on TensorFlow) for the same sampling
-    coordinates, but built from ``take`` so it also compiles with XLA.
-
-    Args:
-        images: ``(B, H, W, C)`` float batch.
-        x, y: ``(B, H, W)`` float32 input coordinates (column, row) to sample
-            for each output pixel.
-        interpolation: ``"bilinear"`` or ``"nearest"``.
-        fill_mode: ``"constant"``, ``"reflect"``, ``"wrap"`` or ``"nearest"``.
-        fill_value: value read outside the image in ``"constant"`` mode.
-        xp: backend namespace.
-        rows: optional int32 ``(N,)``: the image of ``images`` that output
-            image ``i`` (the ``i``-th of ``x`` and ``y``) reads. ``None``
-            (the default): output image ``i`` reads image ``i``.
-    """
-    xp = _xp(xp)
-    np_ = xp.numpy
-    batch, height, width, channels = images.shape
-    if height is None or width is None or channels is None:
-        raise ValueError(
-            "affine_sample needs static height, width and channels. "
-            f"Received: images.shape={tuple(images.shape)}"
-        )
-    dtype = images.dtype
-    x = _map_coordinate(x, width, fill_mode, xp)
-    y = _map_coordinate(y, height, fill_mode, xp)
-    if interpolation == "nearest":
-        # std::round: half away from zero (matters at exactly -0.5).
-        x = np_.sign(x) * np_.floor(np_.abs(x) + 0.5)
-        y = np_.sign(y) * np_.floor(np_.abs(y) + 0.5)
-    if fill_mode == "constant":
-        # TensorFlow reads fill_value for any neighbour outside the image (a
-        # bilinear sample at the border blends image and fill). A border of
-        # fill (one pixel before, two after) with coordinates clamped to
-        # [-1, size] reproduces those reads without bounds checks.
-        images = np_.pad(
-            images,
-            [[0, 0], [1, 2], [1, 2], [0, 0]],
-            mode="constant",
-            constant_values=fill_value,
-        )
-        x = np_.clip(x, -1.0, float(width)) + 1.0
-        y = np_.clip(y, -1.0, float(height)) + 1.0
-        src_h, src_w = height + 3, width + 3
-    else:
-        src_h, src_w = height, width
-    flat = np_.reshape(images, (-1, channels))
-    if rows is None:
-        rows = np_.arange(xp.shape(images)[0], dtype="int32")
-    base = xp.cast(rows, "int32")[:, None, None] * (src_h * src_w)
-    out_shape = (-1, height, width, channels)
-
-    def corner(iy, ix):
-        idx = np_.reshape(base + iy * src_w + ix, (-1,))
-        return np_.reshape(np_.take(flat, idx, axis=0), out_shape)
-
-    if interpolation == "nearest":
-        return corner(xp.cast(y, "int32"), xp.cast(x, "int32"))
-    x0f = np_.floor(x)
-    y0f = np_.floor(y)
-    wx = xp.cast(x - x0f, dtype)[..., None]
-    wy = xp.cast(y - y0f, dtype)[..., None]
-    x0 = xp.cast(x0f, "int32")
-    y0 = xp.cast(y0f, "int32")
-    # A neighbour past the last pixel has weight 0: clamp its index.
-    x1 = np_.minimum(x0 + 1, src_w - 1)
-    y1 = np_.minimum(y0 + 1, src_h - 1)
-    top = corner(y0, x0) * (1 - wx) + corner(y0, x1) * wx
-    bottom = corner(y1, x0) * (1 - wx) + corner(y1, x1) * wx
-    return top * (1 - wy) + bottom * wy

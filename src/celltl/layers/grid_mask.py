@@ -124,6 +124,17 @@ class GridMask(BaseAugmentation):
         transformation.update(self._sample_fill(images, seed))
         return transformation
 
+    @property
+    def fusion_kind(self):
+        """``"mask"`` with a constant fill (the fusion protocol,
+        :mod:`celltl.layers.fusion`); None with noise, which runs unfused."""
+        return "mask" if self.fill_mode == "constant" else None
+
+    def fusion_mask(self, transformation, height, width, x, y):
+        """The holes at float pixel coordinates ``x``, ``y`` ``(B, H, W)``."""
+        params = {k: v for k, v in transformation.items() if k != "noise"}
+        return F.grid_mask_at(x, y, height, width, xp=self.backend, **params)
+
     def transform_images(self, images, transformation):
         height, width = images.shape[1], images.shape[2]
         params = dict(transformation)

@@ -12,7 +12,7 @@ from celltl.layers.aug_mix import AugMix
 from celltl.layers.color_degenerate import ColorDegenerate
 from celltl.layers.composition import RandomApply, RandomChoice
 from celltl.layers.cutout import Cutout
-from celltl.layers.fused_pipeline import FusedPipeline
+from celltl.layers.fused import FusedPipeline
 from celltl.layers.grid_mask import GridMask
 from celltl.layers.rand_augment import RandAugment
 from celltl.layers.random_affine import RandomAffine

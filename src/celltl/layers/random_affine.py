@@ -9,6 +9,7 @@ import keras
 
 from celltl._checks import check_number, parse_range
 from celltl.layers.base import GeometricAugmentation
+from celltl.layers.fusion import matrix_rows
 
 __all__ = ["RandomAffine"]
 
@@ -98,18 +99,19 @@ class RandomAffine(GeometricAugmentation):
             "shift_y": self._uniform(shape, (-ty, ty), seed),
         }
 
-    def transform_images(self, images, transformation):
+    fusion_parameters = ("angle", "zoom", "shift_x", "shift_y")
+
+    def fusion_matrix(self, transformation, height, width):
+        """Rotation by ``angle`` and scale ``1 + zoom`` about the centre, then
+        the shift (as a share of the side)."""
         np_ = self.backend.numpy
-        height, width = images.shape[1], images.shape[2]
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        scale = (1.0 + transformation["zoom"])[:, None, None]
-        cos = np_.cos(transformation["angle"])[:, None, None] * scale
-        sin = np_.sin(transformation["angle"])[:, None, None] * scale
-        dx = np_.arange(width, dtype="float32")[None, None, :] - cx
-        dy = np_.arange(height, dtype="float32")[None, :, None] - cy
-        x = cos * dx - sin * dy + (cx - transformation["shift_x"][:, None, None] * width)
-        y = sin * dx + cos * dy + (cy - transformation["shift_y"][:, None, None] * height)
-        return self._resample(images, x, y)
+        scale = 1.0 + transformation["zoom"]
+        a = np_.cos(transformation["angle"]) * scale
+        b = np_.sin(transformation["angle"]) * scale
+        tx = cx - a * cx + b * cy - transformation["shift_x"] * width
+        ty = cy - b * cx - a * cy - transformation["shift_y"] * height
+        return matrix_rows([[a, -b, tx], [b, a, ty]], self.backend)
 
     def get_config(self):
         config = super().get_config()

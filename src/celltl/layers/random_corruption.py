@@ -7,7 +7,8 @@ import keras
 from celltl._checks import check_choices, check_number, parse_range, parse_value_range
 from celltl._seeds import sub_seed
 from celltl.layers.composition import _Dispatch
-from celltl.layers.corruption import _registry, corruption_layer
+from celltl.layers.corruption_layers import corruption_layer
+from celltl.robustness.corruptions import CORRUPTIONS
 
 __all__ = ["RandomCorruption"]
 
@@ -72,7 +73,7 @@ class RandomCorruption(_Dispatch):
         **kwargs,
     ):
         super().__init__(strategy=strategy, seed=seed, **kwargs)
-        names = _registry().CORRUPTIONS
+        names = CORRUPTIONS
         self.corruptions = (
             tuple(names) if corruptions is None else check_choices("corruptions", corruptions, names)
         )

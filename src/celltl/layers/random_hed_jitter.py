@@ -69,6 +69,10 @@ class RandomHEDJitter(BaseAugmentation):
         self.sigma = check_number("sigma", sigma, low=0.0, high=1.0)
         self.bias = check_number("bias", bias, low=0.0, high=1.0)
 
+    #: The fusion protocol (:mod:`celltl.layers.fusion`): each pixel from itself.
+    fusion_kind = "pointwise"
+    fusion_batch_only = True
+
     def get_random_transformation(self, images, seed):
         shape = (self._batch_size(images), 3)
         return {

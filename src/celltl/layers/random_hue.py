@@ -54,6 +54,10 @@ class RandomHue(BaseAugmentation):
             "degrees", degrees, low=-180.0, high=180.0, single="symmetric"
         )
 
+    #: The fusion protocol (:mod:`celltl.layers.fusion`): each pixel from itself.
+    fusion_kind = "pointwise"
+    fusion_batch_only = True
+
     def get_random_transformation(self, images, seed):
         shape = (self._batch_size(images),)
         low, high = (math.radians(v) for v in self.degrees)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from celltl import color
 from celltl._checks import parse_range
-from celltl.layers.base import BaseAugmentation
+from celltl.layers.base import ColorAugmentation
 
 __all__ = ["RandomWhiteBalance"]
 
 
 @keras.saving.register_keras_serializable(package="celltl")
-class RandomWhiteBalance(BaseAugmentation):
+class RandomWhiteBalance(ColorAugmentation):
     """Changes the white balance of each image: a gain per RGB channel.
 
     Per image, a temperature ``t`` and a tint ``g`` are drawn and the channels
@@ -64,16 +63,19 @@ class RandomWhiteBalance(BaseAugmentation):
             "tint": self._uniform(shape, self.tint, seed),
         }
 
-    def transform_images(self, images, transformation):
-        if self.temperature == (0.0, 0.0) and self.tint == (0.0, 0.0):
-            return images
+    def fusion_color(self, transformation, statistics):
+        """``low + g (x - low)`` per channel, gains ``g = (e^t, e^g, e^-t)``."""
         np_ = self.backend.numpy
         t, g = transformation["temperature"], transformation["tint"]
         gains = np_.exp(np_.stack([t, g, -t], axis=1))
-        low, high = self.value_range
-        x = (images - low) / (high - low)
-        out = color.white_balance(x, gains, xp=self.backend)
-        return self.backend.cast(out * (high - low) + low, images.dtype)
+        low = float(self.value_range[0])
+        a = np_.eye(3, dtype="float32")[None] * gains[:, None, :]
+        return a, low * (1.0 - gains)
+
+    def transform_images(self, images, transformation):
+        if self.temperature == (0.0, 0.0) and self.tint == (0.0, 0.0):
+            return images
+        return super().transform_images(images, transformation)
 
     def get_config(self):
         config = super().get_config()

@@ -6,6 +6,7 @@ import keras
 
 from celltl._checks import parse_range
 from celltl.layers.base import GeometricAugmentation
+from celltl.layers.fusion import matrix_rows
 
 __all__ = ["Shear"]
 
@@ -94,16 +95,14 @@ class Shear(GeometricAugmentation):
             "shear_y": self._uniform(shape, self.y_factor, seed),
         }
 
-    def transform_images(self, images, transformation):
-        np_ = self.backend.numpy
-        height, width = images.shape[1], images.shape[2]
-        sx = transformation["shear_x"][:, None, None]
-        sy = transformation["shear_y"][:, None, None]
-        xs = np_.arange(width, dtype="float32")[None, None, :]
-        ys = np_.arange(height, dtype="float32")[None, :, None]
-        x = xs + sx * (ys - (height - 1) / 2.0)
-        y = ys + sy * (xs - (width - 1) / 2.0)
-        return self._resample(images, x, y)
+    fusion_parameters = ("shear_x", "shear_y")
+
+    def fusion_matrix(self, transformation, height, width):
+        """The output pixel ``(x, y)`` reads ``x + sx (y - cy)``, ``y + sy (x - cx)``."""
+        sx, sy = transformation["shear_x"], transformation["shear_y"]
+        one = self.backend.numpy.ones_like(sx)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        return matrix_rows([[one, sx, -sx * cy], [sy, one, -sy * cx]], self.backend)
 
     def get_config(self):
         config = super().get_config()

@@ -43,6 +43,7 @@ from celltl._checks import (
     check_int,
     check_pixel_range,
     check_seed,
+    concrete_min_max,
     parse_value_range,
 )
 from celltl._compat import current_backend
@@ -420,8 +421,6 @@ def corrupt(images, corruption, severity, seed=None, value_range=(0, 255)):
 
 def _check_values(images, value_range, xp):
     """The layers' eager check of the input against ``value_range``."""
-    from celltl.layers.base import _concrete_min_max
-
-    values = _concrete_min_max(images, xp)
+    values = concrete_min_max(images, xp)
     if values is not None:
         check_pixel_range("corrupt", *values, value_range)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import zlib
 
 import numpy as np
 
@@ -17,58 +16,19 @@ from celltl._checks import (
     check_seed,
     parse_value_range,
 )
-from celltl._seeds import sub_seed
-from celltl.robustness.report import _METRICS, RobustnessReport, _example_severity
+from celltl.robustness import _corrupting
+from celltl.robustness._corrupting import (
+    _METRICS,
+    _batch_seed,
+    _corrupted,
+    _example_severity,
+    _to_uint8,
+)
+from celltl.robustness.report import RobustnessReport
 
 __all__ = ["evaluate_robustness"]
 
 _SEVERITIES = (1, 2, 3, 4, 5)
-
-
-def _registry():
-    from celltl.robustness.corruptions import CORRUPTIONS, corrupt
-
-    return CORRUPTIONS, corrupt
-
-
-def _batch_seed(seed, corruption: str, severity: int, batch: int):
-    """The seed of ``corrupt`` for one (corruption, severity, batch).
-
-    Derived from the corruption's *name* (CRC-32), so a corruption gets the same
-    draws whichever other corruptions are evaluated with it.
-    """
-    s = sub_seed(seed, zlib.crc32(corruption.encode()))
-    return sub_seed(sub_seed(s, int(severity)), int(batch))
-
-
-def _to_uint8(images, value_range) -> np.ndarray:
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or tuple(value_range) != (0.0, 255.0):
-        low, high = value_range
-        x = np.clip(np.round((x.astype(np.float64) - low) / (high - low) * 255), 0, 255)
-        x = x.astype(np.uint8)
-    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
-
-
-def _corrupted(corrupt, images, corruption, severity, seed, value_range):
-    """``corrupt`` as NumPy, rounded back to uint8 for uint8 input (as a stored
-    8-bit image would be)."""
-    out = np.asarray(
-        corrupt(images, corruption, severity, seed=seed, value_range=value_range)
-    )
-    return np.round(out).astype(np.uint8) if images.dtype == np.uint8 else out
-
-
-def _example_strip(images, corruptions, severity, *, seed, value_range):
-    """uint8 ``(1 + C, H, W, 3)``: ``images[0]`` clean, then under each corruption."""
-    _, corrupt = _registry()
-    vr = parse_value_range(value_range)
-    x = check_image_batch(images, value_range=vr)[:1]
-    cells = [x] + [
-        _corrupted(corrupt, x, c, severity, _batch_seed(seed, c, severity, 0), vr)
-        for c in corruptions
-    ]
-    return _to_uint8(np.concatenate(cells), vr)
 
 
 def _score(y, pred, metric) -> float:
@@ -222,7 +182,7 @@ def evaluate_robustness(
     >>> r.clean_accuracy, r.accuracy
     (1.0, {'jpeg': [1.0, 1.0]})
     """
-    registry, corrupt = _registry()
+    registry, corrupt = _corrupting._registry()
     vr = parse_value_range(value_range)
     x = check_image_batch(images, value_range=vr)
     y = check_labels(labels, n=x.shape[0])

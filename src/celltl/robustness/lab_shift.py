@@ -9,6 +9,7 @@ import numpy as np
 from celltl import color
 from celltl._checks import check_choice, check_image_batch, check_number, check_seed
 from celltl._compat import current_backend
+from celltl.geometry import centre_zoom
 
 __all__ = ["LABS", "lab_parameters", "simulate_lab"]
 
@@ -24,7 +25,8 @@ __all__ = ["LABS", "lab_parameters", "simulate_lab"]
 #: - ``exposure``: an overall gain;
 #: - ``hue``: a hue rotation in degrees (another lamp or filter);
 #: - ``zoom``: the field-of-view change of :class:`~celltl.RandomAffine`
-#:   (``-0.15``: another objective shows 85% of the field, cells look larger).
+#:   (``-0.15``: another objective shows 85% of the field, cells look larger),
+#:   applied with :func:`celltl.geometry.centre_zoom`.
 #:
 #: ``"A"``: nuclei over-stained, eosin light, a warm lamp, higher
 #: magnification. ``"B"``: a pale, eosin-heavy stain, a cool camera, lower
@@ -146,13 +148,6 @@ def simulate_lab(images, lab="A", strength=1.0, value_range=(0, 255), batch_size
     p = lab_parameters(lab, strength)
     low, high = float(value_range[0]), float(value_range[1])
     xp = current_backend()
-    zoom = None
-    if p["zoom"] != 0.0:
-        from celltl.layers.random_affine import RandomAffine
-
-        zoom = RandomAffine(
-            zoom=(p["zoom"], p["zoom"]), fill_mode="reflect", value_range=(0, 1)
-        )
     alpha = np.asarray(p["stain"], "float32")
     beta = np.asarray(p["stain_bias"], "float32")
     t, g = p["temperature"], p["tint"]
@@ -166,8 +161,8 @@ def simulate_lab(images, lab="A", strength=1.0, value_range=(0, 255), batch_size
     for start in range(0, len(arr), int(batch_size)):
         x = (arr[start : start + int(batch_size)].astype("float32") - low) / (high - low)
         n = len(x)
-        if zoom is not None:
-            x = zoom(x, training=True)
+        if p["zoom"] != 0.0:
+            x = xp.numpy.clip(centre_zoom(xp.convert_to_tensor(x), p["zoom"], xp=xp), 0.0, 1.0)
         x = color.hed_jitter(x, np.tile(alpha, (n, 1)), np.tile(beta, (n, 1)), xp=xp)
         x = color.white_balance(x, np.tile(gains, (n, 1)), xp=xp)
         if angle != 0:

@@ -8,15 +8,9 @@ import math
 import numpy as np
 
 from celltl._checks import check_choice
+from celltl.robustness._corrupting import _METRICS, _example_severity, _example_strip
 
 __all__ = ["RobustnessReport"]
-
-_METRICS = ("accuracy", "balanced_accuracy")
-
-
-def _example_severity(severities) -> int:
-    return min(severities, key=lambda s: (abs(s - 3), s))
-
 
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den != 0 else math.nan
@@ -331,8 +325,6 @@ class RobustnessReport:
         """
         examples = self.examples
         if images is not None:
-            from celltl.robustness.evaluation import _example_strip
-
             examples = _example_strip(
                 images[:1], self.corruptions, self.example_severity,
                 seed=self.seed, value_range=self.value_range,
