@@ -9,7 +9,9 @@ cells (``--lab``) and on the lab the model came from (``--old-lab``):
 
 1. zero-shot: the model as it is;
 2. unlabelled: AdaBN (:func:`celltl.adaptation.adapt_batchnorm`) on all of
-   the lab's cells, labels unused;
+   the lab's cells, labels unused; with ``--scale`` also one zoom for the lab
+   from its cells' nucleus sizes against the old lab's
+   (:func:`celltl.adaptation.adapt_scale`), alone and then with AdaBN;
 3. few labels: for each k in ``--k``, k cells per class of the lab
    (:func:`celltl.adaptation.few_shot_split`) fine-tune the model
    (:func:`celltl.adaptation.adapt_few_shot`, after AdaBN, with replay of
@@ -49,6 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--old-lab", default=None,
                    help="the data the model was trained on (replay and its hold-out "
                         "accuracy); without it, no replay and no old-lab figure")
+    p.add_argument("--scale", action="store_true",
+                   help="also score lab-level scale adaptation (one zoom from the "
+                        "lab's unlabelled cells against --old-lab's training cells, "
+                        "or PBC's median nucleus radius), alone and before AdaBN")
     p.add_argument("--k", default="5,10,20",
                    help="labelled cells per class to adapt on, comma-separated")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per k")
@@ -93,9 +99,19 @@ def run(args):
     import keras
     import numpy as np
 
-    from celltl.adaptation import adapt_batchnorm, adapt_few_shot, few_shot_split
-    from celltl.data import load_images, load_lab, preparation_config, prepare_images, \
-        stratified_split
+    from celltl.adaptation import (
+        adapt_batchnorm,
+        adapt_few_shot,
+        adapt_scale,
+        few_shot_split,
+    )
+    from celltl.data import (
+        load_images,
+        load_lab,
+        preparation_config,
+        prepare_images,
+        stratified_split,
+    )
     from celltl.robustness import evaluate_labs
 
     prep = preparation_config(**meta["preparation"])
@@ -140,6 +156,15 @@ def run(args):
     print(report)
     rows["AdaBN (unlabelled)"] = score(model, every)
     rows["AdaBN (unlabelled)"]["adaptation"] = report.to_dict()
+    if args.scale:
+        reference = {} if replay is None else {"reference": replay[0]}
+        scaled, scale_report = adapt_scale(load(model_path), x_lab, **reference)
+        print(scale_report)
+        rows["scale (unlabelled)"] = score(scaled, every)
+        rows["scale (unlabelled)"]["adaptation"] = scale_report.to_dict()
+        report = adapt_batchnorm(scaled, x_lab)
+        rows["scale + AdaBN (unlabelled)"] = score(scaled, every)
+        rows["scale + AdaBN (unlabelled)"]["adaptation"] = report.to_dict()
     for k in args.k:
         support, query = few_shot_split(y_lab, k, seed=args.seed)
         model = load(model_path)

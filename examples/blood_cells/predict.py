@@ -54,8 +54,21 @@ def parse_args(argv=None):
                         "folder or .npz, or 'inputs' for the inputs themselves, "
                         ">= 16 cells): re-estimate the model's BatchNorm "
                         "statistics on them first (AdaBN) and report what changed")
+    p.add_argument("--adapt-scale", default=None, metavar="PATH|inputs|ZOOM",
+                   help="cells of the lab the inputs come from (a folder or .npz, "
+                        "or 'inputs', >= 16 cells), or a zoom factor: estimate one "
+                        "zoom for the lab from their nucleus sizes against the "
+                        "training lab's (--scale-reference) and put it in front of "
+                        "the model (zoom > 1: the lab's cells are shrunk, the border "
+                        "filled with each image's background); before "
+                        "--adapt-unlabelled when both are given; reports what changed")
+    p.add_argument("--scale-reference", default=None, metavar="NPZ|RADIUS",
+                   help="with --adapt-scale: the training lab's cells (.npz or "
+                        "folder), or their median nucleus radius as a share of the "
+                        "side (default: PBC's, 0.117)")
     p.add_argument("--save-adapted", default=None, metavar="PATH",
-                   help="with --adapt-unlabelled: save the adapted model here")
+                   help="with --adapt-scale or --adapt-unlabelled: save the adapted "
+                        "model here")
     p.add_argument("--output", default=None, metavar="CSV",
                    help="also write every image's probabilities to this CSV "
                         "(image, predicted, p_<class>...)")
@@ -132,6 +145,38 @@ def preparation(meta, size, labels):
     return preparation_config(size, crop="center")
 
 
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def adapt_scale(model, args, images, prep, classes):
+    """``--adapt-scale``: one zoom for the lab from its unlabelled cells (or
+    given), in front of the model; the report goes to stderr. Returns the
+    adapted model."""
+    from celltl.adaptation import adapt_scale as adapt
+    from celltl.data import prepare_images
+
+    zoom = _number(args.adapt_scale)
+    cells = images if args.adapt_scale == "inputs" or zoom is not None else \
+        read_inputs(Path(args.adapt_scale), 0)[1]
+    options = {}
+    if args.scale_reference is not None:
+        options["reference"] = _number(args.scale_reference)
+        if options["reference"] is None:
+            options["reference"] = prepare_images(
+                read_inputs(Path(args.scale_reference), 0)[1], **prep)
+    try:
+        adapted, report = adapt(model, prepare_images(cells, **prep), zoom=zoom,
+                                classes=classes, batch_size=args.batch_size, **options)
+    except ValueError as err:
+        raise UserError(f"--adapt-scale: {err}") from None
+    print(report, file=sys.stderr, flush=True)
+    return adapted
+
+
 def adapt(model, args, images, prep):
     """``--adapt-unlabelled``: AdaBN on the lab's unlabelled cells; the report
     (what changed, warnings) goes to stderr."""
@@ -148,9 +193,6 @@ def adapt(model, args, images, prep):
     except ValueError as err:
         raise UserError(f"--adapt-unlabelled: {err}") from None
     print(report, file=sys.stderr, flush=True)
-    if args.save_adapted:
-        model.save(args.save_adapted)
-        print(f"saved the adapted model to {args.save_adapted}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -196,8 +238,13 @@ def run(args):
                             f"({', '.join(class_names)})")
         classes = [class_names.index(c) for c in wanted]
     names, images = read_inputs(Path(args.inputs), args.limit)
+    if args.adapt_scale:
+        model = adapt_scale(model, args, images, prep, classes)
     if args.adapt_unlabelled:
         adapt(model, args, images, prep)
+    if args.save_adapted and (args.adapt_scale or args.adapt_unlabelled):
+        model.save(args.save_adapted)
+        print(f"saved the adapted model to {args.save_adapted}", file=sys.stderr)
     t0 = time.time()
     probs = predict(model, prepare_images(images, **prep),
                     batch_size=args.batch_size, tta=args.tta,

@@ -33,7 +33,12 @@ import threading
 __all__ = ["SERIALIZABLE_MODULES", "install", "is_registered", "register_all"]
 
 #: The modules whose import registers every serialisable celltl class.
-SERIALIZABLE_MODULES = ("celltl.layers", "celltl.models", "celltl.training")
+SERIALIZABLE_MODULES = (
+    "celltl.layers",
+    "celltl.models",
+    "celltl.training",
+    "celltl.adaptation",
+)
 
 _lock = threading.RLock()
 _state = {"registered": False, "running": False}

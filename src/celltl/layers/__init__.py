@@ -1,6 +1,5 @@
 """celltl augmentation layers: fast, vectorised, per-image random, seedable."""
 
-from celltl.layers.aug_mix import AugMix, augmix_operations
 from celltl.layers.acquisition import (
     DefocusBlur,
     GammaShift,
@@ -13,6 +12,7 @@ from celltl.layers.acquisition import (
     SensorNoise,
     Underexposure,
 )
+from celltl.layers.aug_mix import AugMix, augmix_operations
 from celltl.layers.base import BaseAugmentation, RandomLayer
 from celltl.layers.cell_scale import CellScale
 from celltl.layers.color_degenerate import ColorDegenerate

@@ -25,16 +25,16 @@ import keras
 from celltl.layers.corruption import CorruptionLayer
 
 __all__ = [
-    "Overexposure",
-    "Underexposure",
+    "DefocusBlur",
     "GammaShift",
     "HighContrast",
-    "LowContrast",
-    "DefocusBlur",
-    "MotionBlur",
     "JpegCompression",
+    "LowContrast",
+    "MotionBlur",
+    "Overexposure",
     "Pixelation",
     "SensorNoise",
+    "Underexposure",
 ]
 
 _register = keras.saving.register_keras_serializable(package="celltl")

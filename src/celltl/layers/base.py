@@ -35,24 +35,25 @@ from celltl._checks import (
     check_number,
     check_pixel_range,
     check_seed,
+    concrete_min_max,
     parse_value_range,
 )
 from celltl._compat import (
     DataLayer,
     in_symbolic_build,
-    in_xla_context,
     layer_seed_generator,
 )
 from celltl.layers import fusion
 from celltl.layers.functional import affine_sample
 from celltl.layers.xla_kernels import XLA_KERNELS, compiled, wants_kernels
+
 #: True while a celltl layer's ``augment`` runs: the layers it calls (the
 #: branches of a composite) then skip the input check, which applies to the
 #: input of the outermost celltl layer only (an intermediate image made dark by
 #: solarize is not a [0, 1] image).
 _NESTED = contextvars.ContextVar("celltl_nested_augment", default=False)
 
-__all__ = ["RandomLayer", "BaseAugmentation", "GeometricAugmentation", "ColorAugmentation", "XLA_KERNELS"]
+__all__ = ["XLA_KERNELS", "BaseAugmentation", "ColorAugmentation", "GeometricAugmentation", "RandomLayer"]
 
 
 class RandomLayer(DataLayer):
@@ -135,7 +136,7 @@ class RandomLayer(DataLayer):
     def _check_values(self, images):
         """Eager-only sanity check of the input against ``value_range``."""
         ranges = self._value_ranges()
-        values = _concrete_min_max(images, self.backend) if ranges else None
+        values = concrete_min_max(images, self.backend) if ranges else None
         if values is None:
             return
         for value_range in ranges:
@@ -270,25 +271,6 @@ class BaseAugmentation(RandomLayer):
         if hasattr(self, "fill_mode"):
             config.update({"fill_mode": self.fill_mode, "fill_value": self.fill_value})
         return config
-
-
-def _concrete_min_max(images, xp):
-    """``(min, max)`` as floats when ``images`` holds concrete values, else None."""
-    if xp.name == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            return None
-    elif xp.name == "jax":
-        import jax
-
-        if isinstance(images, jax.core.Tracer):
-            return None
-    if xp.numpy.size(images) == 0:
-        return None
-    vmin = xp.cast(xp.numpy.min(images), "float32")
-    vmax = xp.cast(xp.numpy.max(images), "float32")
-    return float(xp.convert_to_numpy(vmin)), float(xp.convert_to_numpy(vmax))
 
 
 class GeometricAugmentation(BaseAugmentation):

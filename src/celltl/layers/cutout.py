@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from celltl.layers import functional as F
 from celltl._checks import parse_int_range, parse_range
+from celltl.layers import functional as F
 from celltl.layers.base import BaseAugmentation
 
 __all__ = ["Cutout"]

@@ -23,13 +23,13 @@ from celltl.geometry import affine_sample
 
 __all__ = [
     "GREY_WEIGHTS",
-    "grid_mask",
-    "box_mask",
-    "grid_mask_at",
-    "box_mask_at",
-    "blend_to_grey",
-    "shear_matrix",
     "affine_sample",
+    "blend_to_grey",
+    "box_mask",
+    "box_mask_at",
+    "grid_mask",
+    "grid_mask_at",
+    "shear_matrix",
 ]
 
 #: ITU-R BT.601 luma weights for R, G, B (the weights Keras and PIL use).

@@ -6,8 +6,8 @@ import math
 
 import keras
 
-from celltl.layers import functional as F
 from celltl._checks import check_number, parse_range
+from celltl.layers import functional as F
 from celltl.layers.base import BaseAugmentation
 
 __all__ = ["GridMask"]

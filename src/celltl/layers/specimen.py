@@ -22,7 +22,7 @@ import keras
 
 from celltl.layers.corruption import CorruptionLayer
 
-__all__ = ["Desaturation", "StainShift", "StainDeposits", "AirBubbles"]
+__all__ = ["AirBubbles", "Desaturation", "StainDeposits", "StainShift"]
 
 _register = keras.saving.register_keras_serializable(package="celltl")
 

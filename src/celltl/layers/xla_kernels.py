@@ -25,7 +25,7 @@ __all__ = ["XLA_KERNELS", "compiled", "kernel_call", "wants_kernels"]
 #: Set ``CELLTL_XLA_KERNELS=0`` to run the kernels as plain TensorFlow graphs.
 XLA_KERNELS = os.environ.get("CELLTL_XLA_KERNELS", "1") != "0"
 
-_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def wants_kernels(xp, enabled=True):

@@ -16,8 +16,8 @@ import warnings
 
 import keras
 
-from celltl.layers.fusion import matrix_rows
 from celltl.layers.fused.operations import GEOMETRY, PIXEL, Operation
+from celltl.layers.fusion import matrix_rows
 
 __all__ = ["TESTED_KERAS", "adapter_for", "adapters_enabled"]
 

@@ -83,7 +83,7 @@ class Operation:
     # -- draws ------------------------------------------------------------------
     def sample(self, images, xp):
         """Per-image draws for the batch (a dict, or None)."""
-        return None
+        return
 
     def gather(self, draws, index, xp):
         """The draws of the images ``index`` (int32 ``(n,)``)."""

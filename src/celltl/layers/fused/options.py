@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 from celltl._checks import check_bool
 from celltl.layers.xla_kernels import XLA_KERNELS
 

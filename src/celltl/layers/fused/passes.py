@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from celltl._compat import in_xla_context
 from celltl.layers.functional import affine_sample
-from celltl.layers.fusion import apply_color, coordinates
 from celltl.layers.fused.filters import blur3, sparse_sharpen, sparse_stats
 from celltl.layers.fused.geometry import chain_matrices
 from celltl.layers.fused.operations import GEOMETRY, MASK, PIXEL
 from celltl.layers.fused.program import Item
 from celltl.layers.fused.rows import gather_positions, rows_result, write_rows
+from celltl.layers.fusion import apply_color, coordinates
 
 __all__ = ["few_rows", "fused_pass", "pixel_position", "position_pass"]
 

@@ -79,7 +79,13 @@ from celltl._compat import borrowed_backends
 from celltl.layers.base import RandomLayer
 from celltl.layers.fused.operations import GEOMETRY
 from celltl.layers.fused.options import FusionOptions
-from celltl.layers.fused.program import Item, Sequence, compile_layer, composites, leaves
+from celltl.layers.fused.program import (
+    Item,
+    Sequence,
+    compile_layer,
+    composites,
+    leaves,
+)
 from celltl.layers.fused.runner import Runner
 from celltl.layers.fused.sampling import draw
 

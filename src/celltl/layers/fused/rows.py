@@ -11,9 +11,8 @@ copy otherwise.
 
 from __future__ import annotations
 
-from celltl.layers.fused.draws import with_input_shape
+from celltl.layers.fused.draws import per_row, with_input_shape
 from celltl.layers.fused.operations import Operation
-from celltl.layers.fused.draws import per_row
 from celltl.layers.fused.program import Item
 from celltl.layers.sub_batch import chunk_size, run_in_chunks
 
