@@ -13,7 +13,7 @@ layer's own sampler, so the distributions are the unfused policy's), then:
   gather-based bilinear pass, XLA-friendly). One resample is also the better
   image: chained bilinear resamples blur it a little more at each step;
 - **colour and masks in one pass**: pointwise operations and masks follow in
-  chain order as per-image ``where``s over the resampled image, compiled into
+  chain order as per-image ``where`` selections over the resampled image, compiled into
   one XLA kernel with the resample; a mask is evaluated at the coordinates
   the geometry after it maps each pixel to, so it moves with the image as in
   the chain;

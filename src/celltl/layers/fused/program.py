@@ -44,15 +44,13 @@ __all__ = [
 class Item(NamedTuple):
     """One operation of a position, for the images that drew it.
 
-    Attributes:
-        op: the :class:`~celltl.layers.fused.operations.Operation`.
-        draws: its draws for the batch (a dict, or None: drawn when it runs).
-        active: a ``(B,)`` boolean tensor, the images that take it, or None
-            for every image.
-        share: the share of the images expected to take it (from the rates
-            and choices above it, known when it is traced; 1.0 for every
-            image), or None when not known: the engine sizes its sub-batches
-            from it (:func:`celltl.layers.sub_batch.chunk_size`).
+    ``op`` is the :class:`~celltl.layers.fused.operations.Operation`;
+    ``draws`` its draws for the batch (a dict, or None: drawn when it runs);
+    ``active`` a ``(B,)`` boolean tensor, the images that take it, or None
+    for every image; ``share`` the share of the images expected to take it
+    (from the rates and choices above it, known when it is traced; 1.0 for
+    every image), or None when not known: the engine sizes its sub-batches
+    from it (:func:`celltl.layers.sub_batch.chunk_size`).
     """
 
     op: Any
