@@ -109,7 +109,7 @@ def active_rows(actives):
 
 def gather_positions(positions, rows, xp):
     """``positions`` for the images ``rows`` (int32, TensorFlow): every
-    item's draws and activity gathered (shares kept).
+    item's draws and activity gathered (its share among them not known).
 
     The per-image vectors of the whole program (a few hundred ``(B,)``
     draws and activities) are stacked by dtype and gathered once each, not
@@ -156,6 +156,7 @@ def gather_positions(positions, rows, xp):
                        for k, v in item.draws.items()}
                 sub = with_input_shape(sub, xp)
             active = None if slot is None else taken[slot[0]][slot[1]]
-            items.append(Item(item.op, sub, active, item.share))
+            # The share among the gathered images is not known (1.0: every one).
+            items.append(Item(item.op, sub, active, 1.0 if active is None else None))
         out.append(items)
     return out
