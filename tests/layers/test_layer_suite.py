@@ -352,6 +352,7 @@ def test_branches_do_not_check_intermediate_images():
     x = np.full((2, 8, 8, 3), 255, "uint8")
     x[:, ::2] = 254
     out = np.asarray(RandomApply(inner, rate=1.0, seed=0)(x))
-    assert out.max() <= 1.0
+    # 0/1 images stay 0/1 (a colour matrix applied: 1 + 1e-7 on JAX)
+    assert out.max() <= 1.0 + 1e-6
     with pytest.raises(ValueError, match="value_range"):
         RandomApply(ColorDegenerate(), rate=1.0)(x / 255.0)

@@ -55,9 +55,11 @@ def test_reinhard_undoes_per_channel_affine_changes(cells, statistics, gains, of
     raw = np.abs(shifted - cells).mean()
     left = np.abs(np.asarray(layer(shifted)) - np.asarray(layer(cells))).mean()
     # L*a*b* is not linear in RGB, so a little is left: about 6% typically,
-    # about 30% in the worst of 30 random shifts measured on real cells.
-    assert left <= max(0.35 * raw, 1.0), (raw, left)
-    assert left < 6.0
+    # about 30% in the worst of 30 random shifts measured on real cells, and
+    # 36% (6.3 of 17.6) for gains (1.125, 0.719, 1.125) with a green offset
+    # of 10 (hypothesis found it in a CI run; the same on both backends).
+    assert left <= max(0.40 * raw, 1.0), (raw, left)
+    assert left < 7.0
 
 
 @settings(max_examples=6, deadline=None)
