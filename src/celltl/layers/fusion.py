@@ -104,6 +104,7 @@ def matrix_rows(rows, xp):
 
     >>> import numpy as np
     >>> from celltl._compat import current_backend
+    >>> from celltl.layers.fusion import matrix_rows
     >>> xp = current_backend("tensorflow")
     >>> one, zero = np.ones(2, "float32"), np.zeros(2, "float32")
     >>> m = matrix_rows([[one, zero, zero + 3], [zero, one, zero]], xp)
