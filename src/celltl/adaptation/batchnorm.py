@@ -20,6 +20,29 @@ def _entropy(probs):
     p = np.clip(probs, 1e-12, 1.0)
     return float(np.mean(-np.sum(p * np.log(p), axis=1)))
 
+def prediction_change(before, after, labels=None):
+    """What adapting did to a model's predictions: the fields
+    :class:`AdaptationReport` and :class:`~celltl.adaptation.ScaleReport`
+    share (``changed``, confidence, entropy, counts, and accuracy on
+    ``labels`` when given), as a dict. ``before``, ``after``: ``(N, K)``
+    probabilities."""
+    pred_b, pred_a = before.argmax(1), after.argmax(1)
+    num_classes = before.shape[1]
+    out = {
+        "images": len(before),
+        "changed": float(np.mean(pred_b != pred_a)),
+        "confidence_before": float(before.max(1).mean()),
+        "confidence_after": float(after.max(1).mean()),
+        "entropy_before": _entropy(before),
+        "entropy_after": _entropy(after),
+        "counts_before": np.bincount(pred_b, minlength=num_classes).tolist(),
+        "counts_after": np.bincount(pred_a, minlength=num_classes).tolist(),
+    }
+    if labels is not None:
+        out["accuracy_before"] = float(np.mean(pred_b == labels))
+        out["accuracy_after"] = float(np.mean(pred_a == labels))
+    return out
+
 
 @dataclasses.dataclass
 class AdaptationReport:
@@ -217,27 +240,13 @@ def adapt_batchnorm(model, images, batch_size=64, labels=None, seed=0):
                 batch = images[order[start : start + batch_size]]
                 model(keras.ops.convert_to_tensor(batch.astype("float32")), training=False)
     after = _predict(model, images, batch_size)
-    num_classes = before.shape[1]
-    pred_b, pred_a = before.argmax(1), after.argmax(1)
     report = AdaptationReport(
-        images=len(images),
-        layers=len(layers),
-        changed=float(np.mean(pred_b != pred_a)),
-        confidence_before=float(before.max(1).mean()),
-        confidence_after=float(after.max(1).mean()),
-        entropy_before=_entropy(before),
-        entropy_after=_entropy(after),
-        counts_before=np.bincount(pred_b, minlength=num_classes).tolist(),
-        counts_after=np.bincount(pred_a, minlength=num_classes).tolist(),
-        _saved=saved,
+        layers=len(layers), _saved=saved, **prediction_change(before, after, labels)
     )
-    if labels is not None:
-        report.accuracy_before = float(np.mean(pred_b == labels))
-        report.accuracy_after = float(np.mean(pred_a == labels))
-        if report.accuracy_after < report.accuracy_before:
-            report.warnings.append(
-                f"accuracy on the given labels fell from {report.accuracy_before:.3f} "
-                f"to {report.accuracy_after:.3f}: consider report.undo()"
+    if labels is not None and report.accuracy_after < report.accuracy_before:
+        report.warnings.append(
+            f"accuracy on the given labels fell from {report.accuracy_before:.3f} "
+            f"to {report.accuracy_after:.3f}: consider report.undo()"
             )
     if not layers:
         report.warnings.append("the model has no BatchNormalization layer: nothing changed")

@@ -9,7 +9,7 @@ import numpy as np
 
 from celltl._checks import check_int
 from celltl._compat import flatten_layers
-from celltl.adaptation.batchnorm import MIN_ADAPT_IMAGES, _entropy
+from celltl.adaptation.batchnorm import MIN_ADAPT_IMAGES, prediction_change
 from celltl.adaptation.lab_zoom import ZOOM_LIMITS, LabZoom
 from celltl.layers.cell_scale import DEFAULT_TARGET_RADIUS, CellScale
 from celltl.models.prediction import restrict
@@ -295,26 +295,15 @@ def adapt_scale(model, images, zoom=None, reference=DEFAULT_TARGET_RADIUS,
         raise _zoom_out_of_range(zoom, "given")
     adapted = _wrap(model, float(zoom), value_range)
     after = _predict(adapted, images, batch_size, classes)
-    num_classes = before.shape[1]
-    pred_b, pred_a = before.argmax(1), after.argmax(1)
     report = ScaleReport(
         zoom=float(zoom), estimated=estimated, lab_radius=lab_radius,
         reference_radius=reference_radius, reference=description, class_mix=mix,
-        images=len(images),
-        changed=float(np.mean(pred_b != pred_a)),
-        confidence_before=float(before.max(1).mean()),
-        confidence_after=float(after.max(1).mean()),
-        entropy_before=_entropy(before), entropy_after=_entropy(after),
-        counts_before=np.bincount(pred_b, minlength=num_classes).tolist(),
-        counts_after=np.bincount(pred_a, minlength=num_classes).tolist(),
+        **prediction_change(before, after, labels),
     )
-    if labels is not None:
-        report.accuracy_before = float(np.mean(pred_b == labels))
-        report.accuracy_after = float(np.mean(pred_a == labels))
-        if report.accuracy_after < report.accuracy_before:
-            report.warnings.append(
-                f"accuracy on the given labels fell from {report.accuracy_before:.3f} "
-                f"to {report.accuracy_after:.3f}: keep the model as it was")
+    if labels is not None and report.accuracy_after < report.accuracy_before:
+        report.warnings.append(
+            f"accuracy on the given labels fell from {report.accuracy_before:.3f} "
+            f"to {report.accuracy_after:.3f}: keep the model as it was")
     scales = [layer for layer in _layers_within(model)
               if isinstance(layer, CellScale) and layer.strength > 0]
     if scales:
