@@ -11,7 +11,10 @@ cells (``--lab``) and on the lab the model came from (``--old-lab``):
 2. unlabelled: AdaBN (:func:`celltl.adaptation.adapt_batchnorm`) on all of
    the lab's cells, labels unused; with ``--scale`` also one zoom for the lab
    from its cells' nucleus sizes against the old lab's
-   (:func:`celltl.adaptation.adapt_scale`), alone and then with AdaBN;
+   (:func:`celltl.adaptation.adapt_scale`), alone and then with AdaBN; with
+   ``--color`` one colour map for the lab from its cells' pooled colours
+   against the old lab's (:func:`celltl.adaptation.adapt_color`), and the
+   few-shot rows below then adapt on the cells as these maps leave them;
 3. few labels: for each k in ``--k``, k cells per class of the lab
    (:func:`celltl.adaptation.few_shot_split`) fine-tune the model
    (:func:`celltl.adaptation.adapt_few_shot`, after AdaBN, with replay of
@@ -54,7 +57,13 @@ def parse_args(argv=None):
     p.add_argument("--scale", action="store_true",
                    help="also score lab-level scale adaptation (one zoom from the "
                         "lab's unlabelled cells against --old-lab's training cells, "
-                        "or PBC's median nucleus radius), alone and before AdaBN")
+                        "or PBC's median nucleus radius), alone and before AdaBN; "
+                        "the few-shot rows then adapt at that zoom")
+    p.add_argument("--color", action="store_true",
+                   help="also score lab-level colour adaptation (the lab's pooled "
+                        "L*a*b* colours mapped onto --old-lab's training cells', or "
+                        "PBC's), after --scale's zoom when given, alone and before "
+                        "AdaBN; the few-shot rows then adapt on the mapped cells")
     p.add_argument("--k", default="5,10,20",
                    help="labelled cells per class to adapt on, comma-separated")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per k")
@@ -100,7 +109,9 @@ def run(args):
     import numpy as np
 
     from celltl.adaptation import (
+        LabZoom,
         adapt_batchnorm,
+        adapt_color,
         adapt_few_shot,
         adapt_scale,
         few_shot_split,
@@ -156,6 +167,7 @@ def run(args):
     print(report)
     rows["AdaBN (unlabelled)"] = score(model, every)
     rows["AdaBN (unlabelled)"]["adaptation"] = report.to_dict()
+    maps = []  # the label-free maps the few-shot rows start from, outermost last
     if args.scale:
         reference = {} if replay is None else {"reference": replay[0]}
         scaled, scale_report = adapt_scale(load(model_path), x_lab, **reference)
@@ -165,6 +177,33 @@ def run(args):
         report = adapt_batchnorm(scaled, x_lab)
         rows["scale + AdaBN (unlabelled)"] = score(scaled, every)
         rows["scale + AdaBN (unlabelled)"]["adaptation"] = report.to_dict()
+        maps.append(LabZoom(scale_report.zoom))
+    if args.color:
+        reference = {} if replay is None else {"reference": replay[0]}
+        base = load(model_path)
+        if args.scale:
+            base, _ = adapt_scale(base, x_lab, zoom=scale_report.zoom)
+        name = "colour" + (" + scale" if args.scale else "")
+        colored, color_report = adapt_color(base, x_lab, **reference)
+        print(color_report)
+        rows[f"{name} (unlabelled)"] = score(colored, every)
+        rows[f"{name} (unlabelled)"]["adaptation"] = color_report.to_dict()
+        report = adapt_batchnorm(colored, x_lab)
+        rows[f"{name} + AdaBN (unlabelled)"] = score(colored, every)
+        rows[f"{name} + AdaBN (unlabelled)"]["adaptation"] = report.to_dict()
+        maps.insert(0, colored.get_layer("lab_color"))
+    suffix = ""
+    if maps:
+        # Few-shot on the lab's cells as the label-free maps leave them: the
+        # model itself is fine-tuned (the old lab's replay cells stay as they
+        # are) and scored on the mapped cells, which is the adapted model on
+        # the lab's own.
+        for layer in maps:
+            x_lab = np.concatenate([np.asarray(layer(x_lab[i:i + 256]))
+                                    for i in range(0, len(x_lab), 256)])
+        suffix = " (" + " + ".join(
+            f"zoom x{m.zoom:.2f}" if isinstance(m, LabZoom) else "colour" for m in maps) + ")"
+        print(f"few-shot rows on the lab's cells after{suffix[1:-1]}")
     for k in args.k:
         support, query = few_shot_split(y_lab, k, seed=args.seed)
         model = load(model_path)
@@ -177,7 +216,7 @@ def run(args):
         row = score(model, query)
         row["zero_shot_on_same_cells"] = before["accuracy"]
         row["labelled_cells"] = int(support.size)
-        rows[f"k={k}"] = row
+        rows[f"k={k}{suffix}"] = row
         print(f"k={k}: {support.size} labelled cells, {r.steps} steps; "
               f"{lab_name} {before['accuracy']:.3f} -> {row['accuracy']:.3f} on "
               f"{query.size} other cells")

@@ -66,9 +66,18 @@ def parse_args(argv=None):
                    help="with --adapt-scale: the training lab's cells (.npz or "
                         "folder), or their median nucleus radius as a share of the "
                         "side (default: PBC's, 0.117)")
+    p.add_argument("--adapt-color", default=None, metavar="PATH|inputs",
+                   help="cells of the lab the inputs come from (a folder or .npz, "
+                        "or 'inputs', >= 16 cells): map the lab's pooled L*a*b* "
+                        "colours onto the training lab's (--color-reference) in "
+                        "front of the model, the same map for every cell; first "
+                        "of the adaptations given; reports what changed")
+    p.add_argument("--color-reference", default=None, metavar="PATH",
+                   help="with --adapt-color: the training lab's cells (.npz or "
+                        "folder; default: PBC's colours)")
     p.add_argument("--save-adapted", default=None, metavar="PATH",
-                   help="with --adapt-scale or --adapt-unlabelled: save the adapted "
-                        "model here")
+                   help="with --adapt-color, --adapt-scale or --adapt-unlabelled: "
+                        "save the adapted model here")
     p.add_argument("--output", default=None, metavar="CSV",
                    help="also write every image's probabilities to this CSV "
                         "(image, predicted, p_<class>...)")
@@ -77,6 +86,9 @@ def parse_args(argv=None):
                         "2 = one summary line on stderr (default otherwise), "
                         "0 = none")
     args = p.parse_args(argv)
+    if args.color_reference is not None and not args.adapt_color:
+        p.error("--color-reference needs --adapt-color. "
+                f"Received: --color-reference {args.color_reference}")
     args.verbose = default_verbose(args.verbose)
     return args
 
@@ -177,6 +189,28 @@ def adapt_scale(model, args, images, prep, classes):
     return adapted
 
 
+def adapt_color(model, args, images, prep, classes):
+    """``--adapt-color``: one colour map for the lab from its unlabelled
+    cells, in front of the model; the report goes to stderr. Returns the
+    adapted model."""
+    from celltl.adaptation import adapt_color as adapt
+    from celltl.data import prepare_images
+
+    cells = images if args.adapt_color == "inputs" else \
+        read_inputs(Path(args.adapt_color), 0)[1]
+    options = {}
+    if args.color_reference is not None:
+        options["reference"] = prepare_images(
+            read_inputs(Path(args.color_reference), 0)[1], **prep)
+    try:
+        adapted, report = adapt(model, prepare_images(cells, **prep), classes=classes,
+                                batch_size=args.batch_size, **options)
+    except ValueError as err:
+        raise UserError(f"--adapt-color: {err}") from None
+    print(report, file=sys.stderr, flush=True)
+    return adapted
+
+
 def adapt(model, args, images, prep):
     """``--adapt-unlabelled``: AdaBN on the lab's unlabelled cells; the report
     (what changed, warnings) goes to stderr."""
@@ -240,9 +274,12 @@ def run(args):
     names, images = read_inputs(Path(args.inputs), args.limit)
     if args.adapt_scale:
         model = adapt_scale(model, args, images, prep, classes)
+    if args.adapt_color:  # outermost: it reads the cells as taken
+        model = adapt_color(model, args, images, prep, classes)
     if args.adapt_unlabelled:
         adapt(model, args, images, prep)
-    if args.save_adapted and (args.adapt_scale or args.adapt_unlabelled):
+    if args.save_adapted and (args.adapt_color or args.adapt_scale
+                              or args.adapt_unlabelled):
         model.save(args.save_adapted)
         print(f"saved the adapted model to {args.save_adapted}", file=sys.stderr)
     t0 = time.time()

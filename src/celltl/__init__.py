@@ -85,6 +85,10 @@ _EXPORTS = {
     "estimate_lab_zoom": "celltl.adaptation",
     "ScaleReport": "celltl.adaptation",
     "LabZoom": "celltl.adaptation",
+    "adapt_color": "celltl.adaptation",
+    "lab_color_quantiles": "celltl.adaptation",
+    "ColorReport": "celltl.adaptation",
+    "LabColor": "celltl.adaptation",
     # data: loading, audit, splitting, balancing, synthetic cells
     "load_images": "celltl.data",
     "load_lab": "celltl.data",
@@ -200,12 +204,16 @@ if TYPE_CHECKING:  # type checkers and IDEs see the names; at run time they load
     )
     from celltl.adaptation import (
         adapt_batchnorm,
+        adapt_color,
         adapt_few_shot,
         AdaptationReport,
         adapt_scale,
+        ColorReport,
         estimate_lab_zoom,
         few_shot_split,
         FewShotResult,
+        lab_color_quantiles,
+        LabColor,
         LabZoom,
         ScaleReport,
     )

@@ -1,4 +1,4 @@
-"""predict.py --adapt-scale and adapt.py --scale: one zoom for the lab, on a tiny saved model."""
+"""predict.py --adapt-scale/--adapt-color and adapt.py --scale/--color: one zoom and one colour map for the lab, on a tiny saved model."""
 
 from __future__ import annotations
 
@@ -87,14 +87,58 @@ def test_adapt_scale_bad_input(tiny_model, other_lab_path, args, message):
 
 def test_adapt_py_scale_rows(tiny_model, other_lab_path, sample_npz_path, tmp_path):
     """adapt.py --scale adds the scale rows, the zoom estimated against the
-    old lab's training cells."""
+    old lab's training cells, and the few-shot rows adapt at that zoom."""
     out = tmp_path / "ad"
     r = _run(tiny_model, "--lab", other_lab_path, "--old-lab", sample_npz_path, "--scale",
              "--k", "2", "--steps", "2", "--output-dir", out, script=ADAPT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = json.loads((out / "adapt.json").read_text())["rows"]
-    assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "scale (unlabelled)",
-                          "scale + AdaBN (unlabelled)", "k=2"]
     scale = rows["scale (unlabelled)"]["adaptation"]
+    assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "scale (unlabelled)",
+                          "scale + AdaBN (unlabelled)", f"k=2 (zoom x{scale['zoom']:.2f})"]
     assert scale["zoom"] > 1.3 and "reference cells" in scale["reference"]
     assert "| scale + AdaBN (unlabelled) | 296 |" in (out / "adapt.md").read_text()
+
+
+def test_adapt_py_color_and_scale_rows(tiny_model, other_lab_path, sample_npz_path, tmp_path):
+    """adapt.py --scale --color: the colour map goes in front of the zoom, both
+    estimated against the old lab's training cells; the few-shot rows adapt
+    on the cells after both."""
+    out = tmp_path / "ad"
+    r = _run(tiny_model, "--lab", other_lab_path, "--old-lab", sample_npz_path, "--scale",
+             "--color", "--k", "2", "--steps", "2", "--output-dir", out, script=ADAPT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = json.loads((out / "adapt.json").read_text())["rows"]
+    zoom = rows["scale (unlabelled)"]["adaptation"]["zoom"]
+    assert list(rows)[4:] == ["colour + scale (unlabelled)",
+                              "colour + scale + AdaBN (unlabelled)",
+                              f"k=2 (colour + zoom x{zoom:.2f})"]
+    color = rows["colour + scale (unlabelled)"]["adaptation"]
+    assert color["reference"] == "260 reference cells"  # the old lab's training split
+    assert color["lab_median"][2] > color["reference_median"][2] + 5  # Tecom is yellow
+    assert "Colour adaptation on 296 unlabelled images" in r.stdout
+
+
+def test_predict_adapt_color_scale_and_save(tiny_model, other_lab_path, sample_npz_path,
+                                            tmp_path):
+    """predict.py --adapt-color inputs --adapt-scale inputs: the report of each,
+    the saved model holds LabColor in front of LabZoom; a colour reference
+    from cells; --color-reference alone is an error."""
+    saved = tmp_path / "adapted.keras"
+    r = _run(tiny_model, other_lab_path, "--limit", "20", "--adapt-color", "inputs",
+             "--adapt-scale", "inputs", "--color-reference", sample_npz_path,
+             "--save-adapted", saved)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Colour adaptation on 20 unlabelled images" in r.stderr
+    assert "(400 reference cells;" in r.stderr
+    assert len([ln for ln in r.stdout.splitlines() if "|" in ln]) == 20
+
+    from celltl.adaptation import LabColor, LabZoom
+    from celltl.models import load_model
+
+    kinds = [type(la) for la in load_model(saved)._flatten_layers()]
+    assert kinds.index(LabColor) < kinds.index(LabZoom)
+    r = _run(tiny_model, other_lab_path, "--color-reference", sample_npz_path)
+    assert r.returncode == 2 and "--color-reference needs --adapt-color" in r.stderr
+    r = _run(tiny_model, other_lab_path, "--limit", "5", "--adapt-color", "inputs")
+    assert r.returncode == 2 and "--adapt-color: `images` must hold at least 16" in r.stderr
