@@ -48,8 +48,9 @@ PROFILES = {
     ),
     # All the training images, for a budget of training images seen rather
     # than a number of epochs, so that it takes about the same time whatever
-    # the data size (11 epochs of 11,400 cells, 79 of 1,650): 200,000 took
-    # about 35 minutes on an idle 2-core CPU, so 130,000 aims at 25 at most.
+    # the data size (18 epochs of the 7,415 training cells of an 11,408-cell
+    # file, 79 of 1,648). Measured on an idle 2-core CPU (0.7.0): 12.5 minutes
+    # for an 11,408-cell file, evaluation included (the budget: 25).
     "standard": dict(
         backbone="mobilenetv3_small", image_size=96, weights="none",
         head_epochs=0, epochs=None, train_images_budget=130_000,
