@@ -18,7 +18,9 @@ cells (``--lab``) and on the lab the model came from (``--old-lab``):
 3. few labels: for each k in ``--k``, k cells per class of the lab
    (:func:`celltl.adaptation.few_shot_split`) fine-tune the model
    (:func:`celltl.adaptation.adapt_few_shot`, after AdaBN, with replay of
-   the old lab's training cells); scored on the lab's *other* cells only.
+   the old lab's training cells), and, on the same cells, become class
+   prototypes of the model's features (:func:`celltl.adaptation.adapt_prototypes`,
+   no training); scored on the lab's *other* cells only.
 
 The old lab's cells are split as train.py splits them (stratified 65/15/20
 with ``--seed``): replay comes from its training part, its accuracy from its
@@ -113,6 +115,7 @@ def run(args):
         adapt_batchnorm,
         adapt_color,
         adapt_few_shot,
+        adapt_prototypes,
         adapt_scale,
         few_shot_split,
     )
@@ -203,7 +206,7 @@ def run(args):
                                     for i in range(0, len(x_lab), 256)])
         suffix = " (" + " + ".join(
             f"zoom x{m.zoom:.2f}" if isinstance(m, LabZoom) else "colour" for m in maps) + ")"
-        print(f"few-shot rows on the lab's cells after{suffix[1:-1]}")
+        print(f"few-shot rows on the lab's cells after {suffix[2:-1]}")
     for k in args.k:
         support, query = few_shot_split(y_lab, k, seed=args.seed)
         model = load(model_path)
@@ -220,6 +223,17 @@ def run(args):
         print(f"k={k}: {support.size} labelled cells, {r.steps} steps; "
               f"{lab_name} {before['accuracy']:.3f} -> {row['accuracy']:.3f} on "
               f"{query.size} other cells")
+        # The same cells as class prototypes of the model's features: no
+        # training, the old lab keeps the model as it was (no old-lab figure).
+        prototyped, proto = adapt_prototypes(load(model_path), x_lab[support],
+                                             y_lab[support])
+        row = score(prototyped, query)
+        row.pop("old_lab_accuracy", None)
+        row["labelled_cells"] = int(support.size)
+        row["leave_one_out_accuracy"] = proto.accuracy
+        rows[f"k={k} prototypes{suffix}"] = row
+        print(f"k={k} prototypes: {lab_name} {row['accuracy']:.3f} on the same "
+              f"{query.size} cells")
 
     lines = [f"# Adapting {model_path} to {lab_name}", "",
              "| step | lab cells scored | accuracy | lab's classes only | old lab |",

@@ -520,13 +520,16 @@ def evaluate_robustness_step(model, images, labels, names, args, batch, out_dir,
     return rep.to_dict()
 
 
-def evaluate_other_labs(model, names, args, batch, out_dir):
+def evaluate_other_labs(model, names, args, batch, out_dir, x_tr):
     """Step 8, continued: every ``--other-lab`` scored per class, over all
-    classes and over the lab's own (:func:`celltl.robustness.evaluate_labs`);
-    writes ``other_labs.md`` and ``other_labs.png``; returns the report's
-    dict (None without ``--other-lab``)."""
-    import numpy as np
-
+    classes and over the lab's own (:func:`celltl.robustness.evaluate_labs`),
+    as the model is and after the label-free steps a lab would take with its
+    unlabelled cells (:func:`celltl.adaptation.adapt_color` and
+    :func:`celltl.adaptation.adapt_scale`, against the training cells
+    ``x_tr``); writes ``other_labs.md`` and ``other_labs.png``; returns the
+    report's dict, the label-free rows under ``"label_free"`` (None without
+    ``--other-lab``)."""
+    from celltl.adaptation import adapt_color, adapt_scale
     from celltl.data import load_lab, prepare_images
     from celltl.robustness import evaluate_labs
 
@@ -545,8 +548,32 @@ def evaluate_other_labs(model, names, args, batch, out_dir):
         print(f"  other lab {lab}: {r['images']} cells, accuracy {r['accuracy']:.3f}, "
               f"over its {len(r['classes'])} classes {r['accuracy_restricted']:.3f}; "
               "recall " + ", ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
+    out = rep.to_dict()
+    out["label_free"] = {}
+    lines = ["", "## After label-free adaptation (colour, then scale)", "",
+             "| lab | zoom | colour shift | accuracy | lab's classes only |",
+             "|---|---:|---:|---:|---:|"]
+    for lab, (images, labels) in labs.items():
+        try:
+            scaled, zoom = adapt_scale(model, images, reference=x_tr, batch_size=batch)
+            adapted, colour = adapt_color(scaled, images, reference=x_tr,
+                                          batch_size=batch)
+        except ValueError as err:  # too few cells, or a zoom out of range
+            print(f"  other lab {lab}: no label-free adaptation ({err})")
+            continue
+        r = evaluate_labs(adapted, {lab: (images, labels)}, names,
+                          batch_size=batch, tta=args.tta).labs[lab]
+        out["label_free"][lab] = {**r, "zoom": zoom.zoom,
+                                  "colour_shift": colour.largest_shift}
+        lines.append(f"| {lab} | x{zoom.zoom:.2f} | {colour.largest_shift:.1f} | "
+                     f"{r['accuracy']:.3f} | {r['accuracy_restricted']:.3f} |")
+        print(f"  other lab {lab} after adapt_color + adapt_scale (x{zoom.zoom:.2f}), "
+              f"unlabelled: accuracy {r['accuracy']:.3f}, over its classes "
+              f"{r['accuracy_restricted']:.3f}")
+    with (out_dir / "other_labs.md").open("a") as f:
+        f.write("\n".join(lines) + "\n")
     print("  wrote other_labs.md, other_labs.png")
-    return rep.to_dict()
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -760,7 +787,7 @@ def _run(args, t0, out_dir, chief, task):
         print("\n" + warning, flush=True)
     robustness = evaluate_robustness_step(model, originals_te, y_te, names, args,
                                           batch, out_dir, tag)
-    other_labs = evaluate_other_labs(model, names, args, batch, out_dir)
+    other_labs = evaluate_other_labs(model, names, args, batch, out_dir, x_tr)
 
     step(9, "Save")
     model_path = out_dir / "model.keras"

@@ -26,6 +26,7 @@ __all__ = [
     "flatten_layers",
     "in_symbolic_build",
     "in_xla_context",
+    "input_operations",
     "layer_seed_generator",
     "optimizer_iterations",
     "optimizer_learning_rate",
@@ -129,6 +130,18 @@ def flatten_layers(layer) -> list:
     sublayer themselves.
     """
     return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def input_operations(layer) -> list:
+    """The operations whose outputs ``layer`` was called on, in any model
+    (its inbound nodes' input tensors' ``_keras_history``)."""
+    out = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        for tensor in node.input_tensors:
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None:
+                out.append(history[0])
+    return out
 
 
 def optimizer_learning_rate(optimizer):

@@ -172,6 +172,12 @@ def test_default_quick_profile_on_real_sample(sample_npz_path, other_lab_path, t
     assert "other lab other_lab_tecom: 296 cells" in r.stdout
     assert (out / "other_labs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| other_lab_tecom | 296 |" in (out / "other_labs.md").read_text()
+    # ... and after the label-free steps (colour, then scale, against the
+    # training cells): Tecom's cells are larger and yellower than PBC's.
+    free = metrics["other_labs"]["label_free"]["other_lab_tecom"]
+    assert free["images"] == 296 and free["zoom"] > 1.2 and free["colour_shift"] > 10
+    assert "other lab other_lab_tecom after adapt_color + adapt_scale" in r.stdout
+    assert "## After label-free adaptation" in (out / "other_labs.md").read_text()
 
     # predict.py: AdaBN on the lab's cells, and its five classes only.
     p = _run(PREDICT, out / "model.keras", other_lab_path, "--limit", "40",
@@ -191,7 +197,7 @@ def test_default_quick_profile_on_real_sample(sample_npz_path, other_lab_path, t
              sample_npz_path, "--k", "2", "--steps", "3", "--output-dir", tmp_path / "ad")
     assert a.returncode == 0, a.stdout[-2000:] + a.stderr[-2000:]
     rows = json.loads((tmp_path / "ad" / "adapt.json").read_text())["rows"]
-    assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "k=2"]
+    assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "k=2", "k=2 prototypes"]
     assert rows["zero-shot"]["accuracy"] == pytest.approx(lab["accuracy"], abs=1e-6)
     assert rows["k=2"]["labelled_cells"] == 8 and rows["k=2"]["cells_scored"] == 288
     assert 0 <= rows["k=2"]["old_lab_accuracy"] <= 1

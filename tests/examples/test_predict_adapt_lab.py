@@ -95,7 +95,8 @@ def test_adapt_py_scale_rows(tiny_model, other_lab_path, sample_npz_path, tmp_pa
     rows = json.loads((out / "adapt.json").read_text())["rows"]
     scale = rows["scale (unlabelled)"]["adaptation"]
     assert list(rows) == ["zero-shot", "AdaBN (unlabelled)", "scale (unlabelled)",
-                          "scale + AdaBN (unlabelled)", f"k=2 (zoom x{scale['zoom']:.2f})"]
+                          "scale + AdaBN (unlabelled)", f"k=2 (zoom x{scale['zoom']:.2f})",
+                          f"k=2 prototypes (zoom x{scale['zoom']:.2f})"]
     assert scale["zoom"] > 1.3 and "reference cells" in scale["reference"]
     assert "| scale + AdaBN (unlabelled) | 296 |" in (out / "adapt.md").read_text()
 
@@ -112,11 +113,15 @@ def test_adapt_py_color_and_scale_rows(tiny_model, other_lab_path, sample_npz_pa
     zoom = rows["scale (unlabelled)"]["adaptation"]["zoom"]
     assert list(rows)[4:] == ["colour + scale (unlabelled)",
                               "colour + scale + AdaBN (unlabelled)",
-                              f"k=2 (colour + zoom x{zoom:.2f})"]
+                              f"k=2 (colour + zoom x{zoom:.2f})",
+                              f"k=2 prototypes (colour + zoom x{zoom:.2f})"]
     color = rows["colour + scale (unlabelled)"]["adaptation"]
     assert color["reference"] == "260 reference cells"  # the old lab's training split
     assert color["lab_median"][2] > color["reference_median"][2] + 5  # Tecom is yellow
     assert "Colour adaptation on 296 unlabelled images" in r.stdout
+    proto = rows[f"k=2 prototypes (colour + zoom x{zoom:.2f})"]
+    assert proto["labelled_cells"] == 8 and "old_lab_accuracy" not in proto  # its 1 basophil: none
+    assert proto["accuracy"] == proto["accuracy_restricted"]  # only the lab's classes
 
 
 def test_predict_adapt_color_scale_and_save(tiny_model, other_lab_path, sample_npz_path,

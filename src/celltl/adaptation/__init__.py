@@ -5,6 +5,12 @@ from celltl.adaptation.color_match import PBC_LAB_QUANTILES, ColorReport, adapt_
 from celltl.adaptation.few_shot import FewShotResult, adapt_few_shot, few_shot_split
 from celltl.adaptation.lab_color import LabColor, lab_color_quantiles
 from celltl.adaptation.lab_zoom import LabZoom
+from celltl.adaptation.prototypes import (
+    PrototypeClassifier,
+    PrototypeResult,
+    adapt_prototypes,
+    feature_model,
+)
 from celltl.adaptation.scale import ScaleReport, adapt_scale, estimate_lab_zoom
 
 __all__ = [
@@ -14,12 +20,16 @@ __all__ = [
     "LabColor",
     "LabZoom",
     "PBC_LAB_QUANTILES",
+    "PrototypeClassifier",
+    "PrototypeResult",
     "ScaleReport",
     "adapt_batchnorm",
     "adapt_color",
     "adapt_few_shot",
+    "adapt_prototypes",
     "adapt_scale",
     "estimate_lab_zoom",
+    "feature_model",
     "few_shot_split",
     "lab_color_quantiles",
 ]
