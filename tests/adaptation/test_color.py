@@ -177,7 +177,10 @@ def test_adapt_color_on_the_other_lab(other_lab_cells, real_cells):
     gap_before = abs(np.median(_lab(tecom)[..., 2]) - report.reference_median[2])
     gap_after = abs(np.median(_lab(mapped)[..., 2]) - report.reference_median[2])
     assert gap_after < 1.0 < gap_before
-    assert "Colour adaptation on 64 unlabelled images" in str(report)
+    text = str(report)
+    assert "Colour adaptation on 64 unlabelled images" in text
+    assert f"mean confidence {report.confidence_before:.3f} -> " in text
+    assert f"accuracy on the given labels {report.accuracy_before:.3f} -> " in text
     # against the PBC sample's own cells as the reference, the same direction
     _, report = adapt_color(model, tecom, reference=real_cells[0][:64])
     assert report.reference == "64 reference cells"

@@ -9,6 +9,7 @@ import numpy as np
 
 from celltl._checks import check_int
 from celltl._compat import flatten_layers
+from celltl.models.prediction import restrict
 
 __all__ = ["AdaptationReport", "adapt_batchnorm", "MIN_ADAPT_IMAGES"]
 
@@ -42,6 +43,28 @@ def prediction_change(before, after, labels=None):
         out["accuracy_before"] = float(np.mean(pred_b == labels))
         out["accuracy_after"] = float(np.mean(pred_a == labels))
     return out
+
+
+def change_lines(report):
+    """The lines every adaptation report ends with: confidence and entropy,
+    the predicted counts, the accuracy on given labels and the warnings."""
+    lines = [
+        f"  mean confidence {report.confidence_before:.3f} -> {report.confidence_after:.3f}, "
+        f"mean entropy {report.entropy_before:.3f} -> {report.entropy_after:.3f}",
+        f"  predicted per class {report.counts_before} -> {report.counts_after}",
+    ]
+    if report.accuracy_before is not None:
+        lines.append(f"  accuracy on the given labels {report.accuracy_before:.3f} -> "
+                     f"{report.accuracy_after:.3f}")
+    return lines + [f"  WARNING: {w}" for w in report.warnings]
+
+
+def predict_probabilities(model, images, batch_size, classes=None):
+    """``model``'s float64 probabilities, restricted to ``classes`` when given."""
+    probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), "float64")
+    if classes is None:
+        return probs
+    return np.asarray(restrict(probs, classes), "float64")
 
 
 @dataclasses.dataclass
@@ -85,20 +108,11 @@ class AdaptationReport:
         return out
 
     def __str__(self):
-        lines = [
+        return "\n".join([
             f"AdaBN on {self.images} unlabelled images: {self.layers} BatchNorm layers "
             f"re-estimated; {self.changed:.1%} of the predictions changed",
-            f"  mean confidence {self.confidence_before:.3f} -> {self.confidence_after:.3f}, "
-            f"mean entropy {self.entropy_before:.3f} -> {self.entropy_after:.3f}",
-            f"  predicted per class {self.counts_before} -> {self.counts_after}",
-        ]
-        if self.accuracy_before is not None:
-            lines.append(
-                f"  accuracy on the given labels {self.accuracy_before:.3f} -> "
-                f"{self.accuracy_after:.3f}"
-            )
-        lines += [f"  WARNING: {w}" for w in self.warnings]
-        return "\n".join(lines)
+            *change_lines(self),
+        ])
 
 
 def _batchnorm_layers(model):
@@ -142,10 +156,6 @@ class _ForcedTraining:
             layer.trainable = trainable
             layer.momentum = momentum
         return False
-
-
-def _predict(model, images, batch_size):
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), "float64")
 
 
 def adapt_batchnorm(model, images, batch_size=64, labels=None, seed=0):
@@ -227,7 +237,7 @@ def adapt_batchnorm(model, images, batch_size=64, labels=None, seed=0):
                 f"{labels.shape[0]} labels for {len(images)} images"
             )
     layers = _batchnorm_layers(model)
-    before = _predict(model, images, batch_size)
+    before = predict_probabilities(model, images, batch_size)
     saved = [(v, np.asarray(v.numpy())) for layer in layers
              for v in (layer.moving_mean, layer.moving_variance)]
     order = np.random.default_rng(seed).permutation(len(images))
@@ -239,7 +249,7 @@ def adapt_batchnorm(model, images, batch_size=64, labels=None, seed=0):
                 forced.step(i)
                 batch = images[order[start : start + batch_size]]
                 model(keras.ops.convert_to_tensor(batch.astype("float32")), training=False)
-    after = _predict(model, images, batch_size)
+    after = predict_probabilities(model, images, batch_size)
     report = AdaptationReport(
         layers=len(layers), _saved=saved, **prediction_change(before, after, labels)
     )

@@ -8,7 +8,12 @@ import keras
 import numpy as np
 
 from celltl._checks import check_int
-from celltl.adaptation.batchnorm import MIN_ADAPT_IMAGES, prediction_change
+from celltl.adaptation.batchnorm import (
+    MIN_ADAPT_IMAGES,
+    change_lines,
+    predict_probabilities,
+    prediction_change,
+)
 from celltl.adaptation.lab_color import (
     DEFAULT_QUANTILES,
     LabColor,
@@ -16,7 +21,6 @@ from celltl.adaptation.lab_color import (
     _table,
     lab_color_quantiles,
 )
-from celltl.models.prediction import restrict
 
 __all__ = ["PBC_LAB_QUANTILES", "ColorReport", "adapt_color"]
 
@@ -133,20 +137,9 @@ class ColorReport:
              f"{lab(self.lab_median)} -> {lab(self.reference_median)} ({self.reference}; "
              f"largest quantile shift {self.largest_shift:.1f}); "
              f"{self.changed:.1%} of the predictions changed"),
-            (f"  mean confidence {self.confidence_before:.3f} -> {self.confidence_after:.3f}, "
-             f"mean entropy {self.entropy_before:.3f} -> {self.entropy_after:.3f}"),
-            f"  predicted per class {self.counts_before} -> {self.counts_after}",
+            *change_lines(self),
         ]
-        if self.accuracy_before is not None:
-            lines.append(f"  accuracy on the given labels {self.accuracy_before:.3f} -> "
-                         f"{self.accuracy_after:.3f}")
-        lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-
-def _predict(model, images, batch_size, classes):
-    probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), "float64")
-    return probs if classes is None else np.asarray(restrict(probs, classes), "float64")
 
 
 def adapt_color(model, images, reference=None, quantiles=DEFAULT_QUANTILES, classes=None,
@@ -232,9 +225,9 @@ def adapt_color(model, images, reference=None, quantiles=DEFAULT_QUANTILES, clas
                              f"{labels.shape[0]} labels for {len(images)} images")
     target, description = _reference(reference, quantiles, value_range)
     source = lab_color_quantiles(images, quantiles, value_range)
-    before = _predict(model, images, batch_size, classes)
+    before = predict_probabilities(model, images, batch_size, classes)
     adapted = _wrap(model, source, target, value_range)
-    after = _predict(adapted, images, batch_size, classes)
+    after = predict_probabilities(adapted, images, batch_size, classes)
     middle = quantiles // 2
     levels = np.linspace(0.0, 1.0, quantiles)
     inner = (levels >= 0.05 - 1e-9) & (levels <= 0.95 + 1e-9)

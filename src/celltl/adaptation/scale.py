@@ -9,10 +9,14 @@ import numpy as np
 
 from celltl._checks import check_int
 from celltl._compat import flatten_layers
-from celltl.adaptation.batchnorm import MIN_ADAPT_IMAGES, prediction_change
+from celltl.adaptation.batchnorm import (
+    MIN_ADAPT_IMAGES,
+    change_lines,
+    predict_probabilities,
+    prediction_change,
+)
 from celltl.adaptation.lab_zoom import ZOOM_LIMITS, LabZoom
 from celltl.layers.cell_scale import DEFAULT_TARGET_RADIUS, CellScale
-from celltl.models.prediction import restrict
 
 __all__ = ["ScaleReport", "adapt_scale", "estimate_lab_zoom"]
 
@@ -186,20 +190,9 @@ class ScaleReport:
             (f"Scale adaptation on {self.images} unlabelled images: zoom x{self.zoom:.2f} "
              f"({'out' if self.zoom >= 1 else 'in'}; {how}); "
              f"{self.changed:.1%} of the predictions changed"),
-            (f"  mean confidence {self.confidence_before:.3f} -> {self.confidence_after:.3f}, "
-             f"mean entropy {self.entropy_before:.3f} -> {self.entropy_after:.3f}"),
-            f"  predicted per class {self.counts_before} -> {self.counts_after}",
+            *change_lines(self),
         ]
-        if self.accuracy_before is not None:
-            lines.append(f"  accuracy on the given labels {self.accuracy_before:.3f} -> "
-                         f"{self.accuracy_after:.3f}")
-        lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-
-def _predict(model, images, batch_size, classes):
-    probs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), "float64")
-    return probs if classes is None else np.asarray(restrict(probs, classes), "float64")
 
 
 def _zoom_out_of_range(zoom, how):
@@ -276,7 +269,7 @@ def adapt_scale(model, images, zoom=None, reference=DEFAULT_TARGET_RADIUS,
         if labels.shape[0] != len(images):
             raise ValueError("`labels` must have one label per image. Received: "
                              f"{labels.shape[0]} labels for {len(images)} images")
-    before = _predict(model, images, batch_size, classes)
+    before = predict_probabilities(model, images, batch_size, classes)
     estimated = zoom is None
     lab_radius = reference_radius = None
     description = "given"
@@ -294,7 +287,7 @@ def adapt_scale(model, images, zoom=None, reference=DEFAULT_TARGET_RADIUS,
               and ZOOM_LIMITS[0] <= zoom <= ZOOM_LIMITS[1]):
         raise _zoom_out_of_range(zoom, "given")
     adapted = _wrap(model, float(zoom), value_range)
-    after = _predict(adapted, images, batch_size, classes)
+    after = predict_probabilities(adapted, images, batch_size, classes)
     report = ScaleReport(
         zoom=float(zoom), estimated=estimated, lab_radius=lab_radius,
         reference_radius=reference_radius, reference=description, class_mix=mix,
